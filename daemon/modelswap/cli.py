@@ -1,0 +1,89 @@
+"""Command line: `modelswap run | check | inspect | demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    load_config(args.config)
+    print("ok")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import logs
+    from .config import load_config
+
+    config = load_config(args.config)
+    logs.configure(config.logging.level, config.logging.format)
+    from .service import run
+
+    return run(config)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import inspect_path, render
+
+    report = inspect_path(Path(args.path), tags=args.tags)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0 if all(v["complete"] for v in report["versions"]) else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from . import logs
+    from .demo import run_demo
+
+    logs.configure("warning", "console", sys.stderr)
+    return 0 if run_demo() == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelswap", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", "-c", required=True, help="YAML config file")
+    run.set_defaults(func=_cmd_run)
+    check = sub.add_parser("check", help="validate a config file")
+    check.add_argument("--config", "-c", required=True, help="YAML config file")
+    check.set_defaults(func=_cmd_check)
+    insp = sub.add_parser("inspect", help="show a SavedModel's tags, signatures, completeness")
+    insp.add_argument("path", help="a version folder or a base path of version folders")
+    insp.add_argument("--tags", default=None,
+                      help="comma-separated tag set for the completeness verdict")
+    insp.add_argument("--json", action="store_true", help="print JSON")
+    insp.set_defaults(func=_cmd_inspect)
+    demo = sub.add_parser("demo", help="export a tiny model, serve it, swap in v2 under load")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `modelswap` command."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+    args: Any = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"modelswap: config error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"modelswap: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,446 @@
+"""YAML -> validated, typed configuration; every error names file, line and key path."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+__all__ = [
+    "Config", "HooksConfig", "HttpConfig", "LoaderConfig", "LoggingConfig", "ModelConfig",
+    "ServiceConfig", "VersionPolicy", "WatchConfig", "load_config", "parse_config",
+    "parse_duration",
+]
+
+KeyPath = tuple[Any, ...]
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_MAX_DURATION = 1e9  # ~31 years; larger values overflow threading timeouts
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_T = TypeVar("_T", str, int)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number (>= 0) or a string like "200ms", "2s", "1.5 s", "5m", "1h"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a duration like 2s, 200ms, 5m or a number of seconds, "
+                         f"got {type(value).__name__}")
+    if isinstance(value, str):
+        match = _DURATION_RE.fullmatch(value.strip())
+        if value.strip().startswith("-"):
+            raise ValueError(f"duration must be >= 0, got {value!r}")
+        if match is None:
+            raise ValueError(f"invalid duration {value!r}: expected e.g. 2s, 200ms, 1.5s, 5m, 1h")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    else:
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"duration must be >= 0, got {value!r}")
+    if seconds > _MAX_DURATION:
+        raise ValueError(f"duration is too large: {value!r}")
+    return seconds
+
+
+def _name(value: str) -> str:
+    if not _NAME_RE.fullmatch(value) or value in (".", ".."):
+        raise ValueError(f"invalid name {value!r}: use letters, digits, '_', '.' and '-'")
+    return value
+
+
+def _resolved_path(value: object, info: ValidationInfo) -> Path:
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ValueError(f"expected a non-empty path string, got {value!r}")
+    ctx = info.context if isinstance(info.context, Mapping) else {}
+    base = Path(ctx.get("base_dir") or Path.cwd())
+    return Path(os.path.abspath(base / value))
+
+
+def _marker(value: str) -> str:
+    if not value or "/" in value or "\\" in value or "\0" in value or value in (".", ".."):
+        raise ValueError(f"marker must be a plain file name (no '/'), got {value!r}")
+    return value
+
+
+def _hook_path(value: object) -> str:
+    module, sep, attr = value.partition(":") if isinstance(value, str) else ("", "", "")
+    parts = [*module.split("."), *attr.split(".")]
+    if not sep or not all(p.isidentifier() for p in parts):
+        raise ValueError(f"expected 'pkg.module:callable', got {value!r}")
+    return str(value)
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    valid = bool(sep) and bool(host) and not any(c.isspace() or c in "[]/" for c in host)
+    if not (valid and port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise ValueError(f"expected 'host:port' with port 0-65535, e.g. 127.0.0.1:8501, "
+                         f"got {value!r}")
+    return value
+
+
+def _non_empty(what: str) -> BeforeValidator:
+    def check(value: object) -> object:
+        if isinstance(value, (list, tuple)) and not value:
+            raise ValueError(f"at least one {what} is required")
+        return value
+    return BeforeValidator(check)
+
+
+def _sorted_unique(value: tuple[_T, ...]) -> tuple[_T, ...]:
+    return tuple(sorted(set(value)))
+
+
+Name = Annotated[StrictStr, AfterValidator(_name)]
+NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+ResolvedPath = Annotated[Path, BeforeValidator(_resolved_path)]
+HookPath = Annotated[str, BeforeValidator(_hook_path)]
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class VersionPolicy(BaseModel):
+    """Which versions to serve: the newest N, all, or a specific set."""
+
+    model_config = _FROZEN
+    kind: Literal["latest", "all", "specific"]
+    latest: PositiveInt = 1
+    specific: Annotated[tuple[PositiveInt, ...], AfterValidator(_sorted_unique)] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VersionPolicy:
+        if self.kind == "specific" and not self.specific:
+            raise ValueError("{specific: [versions]} needs at least one version")
+        if self.kind != "specific" and self.specific:
+            raise ValueError(f"'specific' versions given with kind {self.kind!r}")
+        return self
+
+
+def _policy_input(value: object) -> object:
+    if value == "all":
+        return {"kind": "all"}
+    if isinstance(value, VersionPolicy) or (isinstance(value, dict) and "kind" in value):
+        return value  # already canonical (e.g. from model_dump())
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        if key in ("latest", "specific"):
+            return {"kind": key, key: value[key]}
+    raise ValueError(f"expected {{latest: N}}, 'all' or {{specific: [versions]}}, got {value!r}")
+
+
+class ModelConfig(BaseModel):
+    """One served model: a name and the folder holding its numbered versions."""
+
+    model_config = _FROZEN
+    name: Name
+    base_path: ResolvedPath
+    tags: Annotated[tuple[NonEmptyStr, ...], _non_empty("tag"), AfterValidator(_sorted_unique)] \
+        = ("serve",)
+    version_policy: Annotated[VersionPolicy, BeforeValidator(_policy_input)] = VersionPolicy(
+        kind="latest")
+    labels: dict[Name, PositiveInt] = Field(default_factory=dict)
+    signatures: tuple[NonEmptyStr, ...] = ()
+    marker: Annotated[StrictStr, AfterValidator(_marker)] | None = None
+    trust: StrictBool = True
+
+    @property
+    def tag_set(self) -> frozenset[str]:
+        """The MetaGraph tag set a version must have."""
+        return frozenset(self.tags)
+
+
+class WatchConfig(BaseModel):
+    """How model folders are watched."""
+
+    model_config = _FROZEN
+    mode: Literal["auto", "inotify", "poll"] = "auto"
+    poll_interval: PositiveDuration = 1.0
+    rescan_interval: PositiveDuration = 30.0
+    settle: Duration = 0.2
+
+
+class LoaderConfig(BaseModel):
+    """Load pool, retries and swap behaviour."""
+
+    model_config = _FROZEN
+    threads: PositiveInt = 2
+    max_retries: Annotated[StrictInt, Field(ge=0)] = 5
+    retry_interval: Duration = 2.0
+    load_timeout: Duration = 600.0
+    swap_policy: Literal["availability", "resource"] = "availability"
+
+
+class ServiceConfig(BaseModel):
+    """Daemon behaviour."""
+
+    model_config = _FROZEN
+    ready_when: Literal["all", "any", "immediately"] = "all"
+    stop_timeout: Duration = 30.0
+    state_dir: ResolvedPath | None = None
+
+
+class LoggingConfig(BaseModel):
+    """Log level and format."""
+
+    model_config = _FROZEN
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class HttpConfig(BaseModel):
+    """Optional status/metrics endpoint."""
+
+    model_config = _FROZEN
+    listen: Annotated[StrictStr, AfterValidator(_listen)] | None = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) of `listen`, brackets stripped from IPv6 hosts; None if disabled."""
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class HooksConfig(BaseModel):
+    """`pkg.module:callable` hooks per lifecycle event."""
+
+    model_config = _FROZEN
+    on_loading: tuple[HookPath, ...] = ()
+    on_available: tuple[HookPath, ...] = ()
+    on_error: tuple[HookPath, ...] = ()
+    on_retired: tuple[HookPath, ...] = ()
+
+
+def _duplicate_name(models: object) -> tuple[int, str] | None:
+    """Index and name of the first model whose name repeats an earlier one."""
+    seen: set[str] = set()
+    for i, model in enumerate(models if isinstance(models, (list, tuple)) else ()):
+        name = model.get("name") if isinstance(model, dict) else getattr(model, "name", None)
+        if isinstance(name, str):
+            if name in seen:
+                return i, name
+            seen.add(name)
+    return None
+
+
+class Config(BaseModel):
+    """The whole modelswap configuration; `source` is the file it came from."""
+
+    model_config = _FROZEN
+    models: Annotated[tuple[ModelConfig, ...], _non_empty("model")]
+    watch: WatchConfig = WatchConfig()
+    loader: LoaderConfig = LoaderConfig()
+    service: ServiceConfig = ServiceConfig()
+    logging: LoggingConfig = LoggingConfig()
+    http: HttpConfig = HttpConfig()
+    hooks: HooksConfig = HooksConfig()
+    consumers: tuple[HookPath, ...] = ()
+    python_path: tuple[ResolvedPath, ...] = ()
+    _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        dup = _duplicate_name(self.models)
+        if dup is not None:
+            raise ValueError(f"duplicate model name {dup[1]!r}")
+        return self
+
+    @property
+    def source(self) -> str | None:
+        """The file (or "<string>") this config was parsed from."""
+        return self._source
+
+
+_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): Config, ("models",): ModelConfig, ("watch",): WatchConfig, ("loader",): LoaderConfig,
+    ("service",): ServiceConfig, ("logging",): LoggingConfig, ("http",): HttpConfig,
+    ("hooks",): HooksConfig,
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (no billion laughs, unambiguous line numbers)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not supported", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _render(path: KeyPath) -> str:
+    """('models', 0, 'version_policy') -> 'models[0].version_policy'."""
+    out = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    return out[1:] if out.startswith(".") else out
+
+
+def _index(loader: _Loader, root: yaml.Node, source: str) -> dict[KeyPath, int]:
+    """Map key paths to 1-based lines (a mapping entry -> its key's line); reject dup keys."""
+    lines: dict[KeyPath, int] = {(): root.start_mark.line + 1}
+    stack: list[tuple[KeyPath, yaml.Node]] = [((), root)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if key_node.tag == _MERGE_TAG:
+                    raise ConfigError("YAML merge keys (<<) are not supported", file=source,
+                                      line=line, key=_render(path) or None)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # the constructor rejects unhashable keys with a mark
+                key = loader.construct_object(key_node)
+                sub = (*path, key if isinstance(key, str) else str(key))
+                if key in seen:
+                    raise ConfigError(f"duplicate key {key!r}", file=source, line=line,
+                                      key=_render(sub))
+                seen.add(key)
+                lines[sub] = line
+                stack.append((sub, value_node))
+        elif isinstance(node, yaml.ScalarNode) and len(node.value) > 1000 \
+                and node.tag == "tag:yaml.org,2002:int":
+            raise ConfigError("integer is too large", file=source,
+                              line=node.start_mark.line + 1, key=_render(path) or None)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                sub = (*path, i)
+                lines[sub] = item.start_mark.line + 1
+                stack.append((sub, item))
+    return lines
+
+
+def _load_yaml(text: str, source: str) -> tuple[object, dict[KeyPath, int]]:
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None, {}
+        lines = _index(loader, root, source)
+        return loader.construct_document(root), lines
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = " ".join(" ".join(str(p).split()) for p in (exc.context, exc.problem) if p)
+        raise ConfigError(f"invalid YAML: {message or 'syntax error'}", file=source,
+                          line=mark.line + 1 if mark else None) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"invalid YAML: character #x{exc.character:04x}: {exc.reason}",
+                          file=source, line=text.count("\n", 0, exc.position) + 1) from None
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", file=source) from None
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"invalid YAML: {' '.join(str(exc).split())}", file=source) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _line_for(loc: KeyPath, lines: dict[KeyPath, int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    loc, kind, msg = tuple(err["loc"]), err["type"], str(err["msg"])
+    if kind == "extra_forbidden":
+        parent = _SECTIONS.get(tuple(p for p in loc[:-1] if isinstance(p, str)))
+        allowed = sorted(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(allowed)
+        return f"unknown key {loc[-1]!r} ({hint})" if allowed else f"unknown key {loc[-1]!r}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("model_type", "dict_type"):
+        return f"expected a mapping, got {type(err.get('input')).__name__}"
+    msg = msg.removeprefix("Value error, ").replace("a valid tuple", "a list")
+    msg = msg.replace("Tuple should", "List should").replace(" after validation", "")
+    if kind in ("value_error", "invalid_key"):
+        return msg
+    got = repr(err.get("input"))
+    return f"{msg}, got {got if len(got) <= 60 else got[:57] + '...'}"
+
+
+def _validate(data: object, source: str, lines: dict[KeyPath, int], base_dir: Path) -> Config:
+    def fail(message: str, loc: KeyPath, extra: int = 0) -> ConfigError:
+        more = f" (and {extra} more)" if extra else ""
+        return ConfigError(message + more, file=source, line=_line_for(loc, lines),
+                           key=_render(loc) or None)
+
+    if data is None:
+        raise ConfigError("the config is empty; expected a mapping with a 'models' list",
+                          file=source, line=1 if lines else None)
+    if not isinstance(data, dict):
+        raise fail(f"expected a mapping at the top level, got {type(data).__name__}", ())
+    dup = _duplicate_name(data.get("models"))
+    if dup is not None:
+        raise fail(f"duplicate model name {dup[1]!r}", ("models", dup[0], "name"))
+    try:
+        config = Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raw = tuple(errors[0]["loc"])
+        # a mapping key is a name, never a sequence index, even when YAML made it an int
+        keyed = errors[0]["type"] == "invalid_key" or raw[-1:] == ("[key]",)
+        loc = tuple(p for p in raw if p != "[key]")
+        if keyed and loc:
+            loc = (*loc[:-1], str(loc[-1]))
+        raise fail(_describe(errors[0]), loc, len(errors) - 1) from None
+    except RecursionError:
+        raise ConfigError("the config is nested too deeply", file=source) from None
+    config._source = source
+    return config
+
+
+def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> Config:
+    """Parse and validate YAML text; relative paths resolve against `base_dir` (default cwd)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"expected YAML text, got {type(text).__name__}", file=source)
+    data, lines = _load_yaml(text, source)
+    return _validate(data, source, lines, Path(os.path.abspath(base_dir or Path.cwd())))
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, parse and validate a YAML config file; relative paths resolve against its folder."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config is not valid UTF-8: {exc.reason}", file=str(path)) from None
+    return parse_config(text, source=str(path), base_dir=file.absolute().parent)

@@ -1,0 +1,63 @@
+"""Typed errors of modelswap."""
+
+from __future__ import annotations
+
+
+class ModelSwapError(Exception):
+    """Base class of every error modelswap raises."""
+
+
+class ConfigError(ModelSwapError):
+    """The configuration is invalid; names the file, line and key path."""
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file or "<config>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ModelNotFound(ModelSwapError, LookupError):
+    """No model of that name is configured."""
+
+
+class VersionNotAvailable(ModelSwapError, LookupError):
+    """The model is configured, but the requested version or label is not available."""
+
+
+class LoadError(ModelSwapError):
+    """A version could not be loaded. `transient` errors are retried with backoff."""
+
+    transient: bool = False
+
+
+class TransientLoadError(LoadError):
+    """An I/O-like failure that may go away on its own; retried with backoff."""
+
+    transient = True
+
+
+class IncompleteModel(LoadError):
+    """The version's files are not complete (yet)."""
+
+
+class TagMismatch(LoadError):
+    """No MetaGraph has exactly the configured tag set."""
+
+
+class SignatureMismatch(LoadError):
+    """A required signature is missing, or the signatures break the contract."""
+
+
+class WarmupFailed(LoadError):
+    """Warmup of a loaded version raised or timed out."""

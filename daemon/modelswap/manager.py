@@ -1,0 +1,394 @@
+"""The coordinator: per-model state machines, swap policies and the published snapshot.
+
+One thread (the coordinator) owns all state. Filesystem hints, load results and
+"last handle released" notices arrive on one queue; after each batch the
+coordinator publishes a new immutable snapshot that `acquire()` reads lock-free.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import structlog
+
+from .config import LoaderConfig, ModelConfig
+from .disk import Gate, MetaInfo, files_signature, list_versions
+from .errors import LoadError, TransientLoadError
+from .handles import ModelView, Served
+from .loader import Loaded, load_version
+from .policy import aspired_versions, wanted_on_disk
+from .states import ModelEvent, State, VersionStatus
+
+log = structlog.get_logger("modelswap")
+
+
+class Watcher(Protocol):
+    """What the coordinator needs from the filesystem source."""
+
+    def ensure(self, name: str) -> bool: ...
+
+
+@dataclass
+class _Version:
+    number: int
+    path: Path
+    state: State = State.WAITING
+    error: str | None = None
+    error_type: str | None = None
+    since: float = field(default_factory=time.time)
+    retries: int = 0
+    retry_at: float | None = None
+    failed_signature: tuple[object, ...] | None = None
+    served: Served | None = None
+    token: int = 0
+    meta: MetaInfo | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Model:
+    config: ModelConfig
+    versions: dict[int, _Version] = field(default_factory=dict)
+    aspired: frozenset[int] = frozenset()
+    base_ok: bool = True
+    warned: frozenset[str] = frozenset()
+
+
+class Coordinator:
+    """Runs the pipeline for a set of models; see DESIGN.md for the rules it keeps."""
+
+    def __init__(self, models: Sequence[ModelConfig], loader: LoaderConfig, *, settle: float,
+                 rescan_interval: float, emit: Callable[[ModelEvent], None]) -> None:
+        self.loader_config = loader
+        self.rescan_interval = rescan_interval
+        self.snapshot: Mapping[str, ModelView] = MappingProxyType({})
+        self.status_snapshot: Mapping[str, tuple[VersionStatus, ...]] = MappingProxyType({})
+        self.changed = threading.Condition()
+        self._emit = emit
+        self._gate = Gate(settle)
+        self._models = {m.name: _Model(m) for m in models}
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._timers: list[tuple[float, str]] = []
+        self._timer_keys: set[tuple[float, str]] = set()
+        self._stopped = False
+        self._dirty: set[str] = set()
+        self._retiring: list[tuple[_Model, _Version]] = []
+        self._watcher: Watcher | None = None
+        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._work, name=f"modelswap-load-{i}",
+                                          daemon=True) for i in range(loader.threads)]
+        self._thread = threading.Thread(target=self._run, name="modelswap-coordinator",
+                                        daemon=True)
+        self.heartbeat = time.monotonic()
+
+    @property
+    def model_names(self) -> frozenset[str]:
+        return frozenset(self._models)
+
+    # -- called from other threads -------------------------------------------------------
+    def start(self, watcher: Watcher | None) -> None:
+        self._watcher = watcher
+        for worker in self._workers:
+            worker.start()
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread, then retire and drop every version (held ones on last release)."""
+        if self._thread.is_alive():
+            self._queue.put(("stop",))
+            self._thread.join(timeout)
+        for _ in self._workers:
+            self._jobs.put(None)
+
+    def hint(self, name: str, moved_to: Path | None = None) -> None:
+        """Filesystem source: model `name` may have changed. Never blocks."""
+        self._queue.put(("fs", name, moved_to))
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the coordinator thread."""
+        self._queue.put(("call", fn))
+
+    # -- the coordinator thread ------------------------------------------------------------
+    def _run(self) -> None:
+        self._dirty.update(self._models)
+        next_rescan = time.monotonic() + self.rescan_interval
+        running = True
+        while running:
+            self._process()
+            now = time.monotonic()
+            deadline = min([next_rescan] + [t for t, _ in self._timers[:1]])
+            try:
+                batch = [self._queue.get(timeout=max(deadline - now, 0.0))]
+            except queue.Empty:
+                batch = []
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self.heartbeat = now = time.monotonic()
+            for msg in batch:
+                running = self._handle(msg) and running
+            while self._timers and self._timers[0][0] <= now:
+                timer = heapq.heappop(self._timers)
+                self._timer_keys.discard(timer)
+                self._dirty.add(timer[1])
+            if now >= next_rescan:
+                next_rescan = now + self.rescan_interval
+                self._dirty.update(self._models)
+        self._shutdown()
+
+    def _handle(self, msg: tuple[Any, ...]) -> bool:
+        kind = msg[0]
+        if kind == "fs":
+            _, name, moved_to = msg
+            if moved_to is not None:
+                self._gate.note_renamed(moved_to)
+            if name in self._models:
+                self._dirty.add(name)
+        elif kind == "loaded":
+            self._on_loaded(*msg[1:])
+        elif kind == "freed":
+            self._on_freed(msg[1])
+        elif kind == "call":
+            msg[1]()
+        elif kind == "stop":
+            return False
+        return True
+
+    def _process(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for name in sorted(dirty):
+            model = self._models.get(name)
+            if model is not None:
+                if self._watcher is not None:
+                    self._watcher.ensure(name)
+                self._reconcile(model)
+        self._publish(dirty)
+
+    def _schedule(self, at: float, name: str) -> None:
+        if (at, name) not in self._timer_keys:
+            self._timer_keys.add((at, name))
+            heapq.heappush(self._timers, (at, name))
+
+    def _set_state(self, m: _Model, v: _Version, state: State, error: str | None = None,
+                   error_type: str | None = None) -> None:
+        if (v.state, v.error, v.error_type) == (state, error, error_type):
+            return
+        previous = v.state
+        v.state, v.error, v.error_type, v.since = state, error, error_type, time.time()
+        self._dirty.add(m.config.name)
+        durations = tuple(v.durations.items()) if state is State.AVAILABLE else ()
+        event = ModelEvent(m.config.name, v.number, state, previous, v.path, error, error_type,
+                           durations)
+        fields: dict[str, Any] = {"model": event.model, "version": event.version,
+                                  "state": state.value, "previous": previous.value,
+                                  "path": str(event.path)}
+        if error:
+            fields.update(error_type=error_type, error=error)
+        fields.update({f"{k}_s": round(s, 4) for k, s in durations})
+        level = "warning" if state is State.ERROR else "info"
+        getattr(log, level)("version_state", **fields)
+        self._emit(event)
+
+    def _reconcile(self, m: _Model) -> None:
+        cfg = m.config
+        try:
+            on_disk, warnings = list_versions(cfg.base_path)
+            if not m.base_ok:
+                log.info("base_path_back", model=cfg.name, path=str(cfg.base_path))
+            m.base_ok = True
+        except OSError as exc:
+            on_disk, warnings = {}, []
+            if m.base_ok:
+                log.warning("base_path_unavailable", model=cfg.name, path=str(cfg.base_path),
+                            error=exc.strerror or str(exc), serving=sorted(
+                                n for n, v in m.versions.items() if v.state is State.AVAILABLE))
+            m.base_ok = False
+        if frozenset(warnings) != m.warned:
+            for text in set(warnings) - m.warned:
+                log.warning("duplicate_version_folders", model=cfg.name, detail=text)
+            m.warned = frozenset(warnings)
+        for number, gone in list(m.versions.items()):
+            if on_disk.get(number) != gone.path and gone.state in (State.WAITING, State.ERROR):
+                self._gate.forget(gone.path)
+                del m.versions[number]
+                self._dirty.add(cfg.name)
+
+        now = time.monotonic()
+        policy = cfg.version_policy
+        labelled = set(cfg.labels.values())
+        candidates: set[int] = set()
+        for number in wanted_on_disk(on_disk, policy, cfg.labels):
+            if (policy.kind == "latest" and len(candidates) >= policy.latest
+                    and all(lv > number for lv in labelled)):
+                break
+            v: _Version | None = m.versions.get(number)
+            if v is not None and v.state in (State.LOADING, State.AVAILABLE):
+                candidates.add(number)
+                continue
+            if v is not None and v.state is State.UNLOADING:
+                continue
+            verdict = self._gate.check(on_disk[number], cfg.tag_set, cfg.marker)
+            if v is None:
+                v = m.versions[number] = _Version(number, on_disk[number])
+                self._dirty.add(cfg.name)
+            if verdict.ready:
+                v.meta = verdict.meta
+                if v.state is State.ERROR:
+                    if v.failed_signature not in (None, verdict.signature):
+                        v.failed_signature, v.retries = None, 0  # new files: a fresh start
+                    elif v.failed_signature is not None or (v.retry_at or 0) > now:
+                        continue
+                candidates.add(number)
+            elif verdict.waiting:
+                self._set_state(m, v, State.WAITING, verdict.reason, "IncompleteModel")
+                if verdict.recheck_at is not None:
+                    self._schedule(verdict.recheck_at, cfg.name)
+            else:
+                assert verdict.error is not None
+                v.failed_signature, v.retry_at = verdict.signature, None
+                self._set_state(m, v, State.ERROR, verdict.reason, verdict.error.__name__)
+
+        m.aspired = aspired = aspired_versions(candidates, policy, cfg.labels)
+        states = {n: v.state for n, v in m.versions.items()}
+        available = {n for n, s in states.items() if s is State.AVAILABLE}
+        loading = {n for n, s in states.items() if s is State.LOADING}
+        to_load = aspired - available - loading
+        stale = available - aspired
+        if stale and aspired:
+            if self.loader_config.swap_policy == "resource":
+                retire = bool(to_load | loading)
+            else:
+                retire = bool(aspired & available) and not (aspired & (loading | to_load))
+            if retire:
+                for number in sorted(stale):
+                    self._retire(m, m.versions[number])
+        for number in sorted(to_load, reverse=True):
+            self._start_load(m, m.versions[number])
+
+    def _start_load(self, m: _Model, v: _Version) -> None:
+        v.token += 1
+        v.retry_at = None
+        v.durations = {}
+        self._set_state(m, v, State.LOADING)
+        cfg = m.config
+        self._jobs.put((cfg.name, v.number, v.path, v.token, cfg.tag_set,
+                        tuple(cfg.signatures)))
+
+    def _work(self) -> None:
+        """A load worker: daemon thread, so a load that never returns cannot block exit."""
+        while (job := self._jobs.get()) is not None:
+            name, number, path, token, tags, signatures = job
+            result: Loaded | LoadError
+            try:
+                result = load_version(path, tags, signatures)
+            except LoadError as exc:
+                result = exc
+            except Exception as exc:  # an unexpected failure is still a result
+                result = LoadError(f"{type(exc).__name__}: {exc}")
+            self._queue.put(("loaded", name, number, token, result))
+            del result
+
+    def _on_loaded(self, name: str, number: int, token: int, result: Loaded | LoadError) -> None:
+        m = self._models.get(name)
+        v = m.versions.get(number) if m else None
+        if m is None or v is None or v.token != token or v.state is not State.LOADING:
+            return
+        self._dirty.add(name)
+        cfg = self.loader_config
+        if isinstance(result, LoadError):
+            error_type = type(result).__name__
+            if isinstance(result, TransientLoadError) and v.retries < cfg.max_retries:
+                v.retries += 1
+                delay = cfg.retry_interval * 2 ** (v.retries - 1)
+                v.retry_at = time.monotonic() + delay
+                self._schedule(v.retry_at, name)
+                self._set_state(m, v, State.ERROR, f"{result} (retry {v.retries} of "
+                                f"{cfg.max_retries} in {delay:g}s)", error_type)
+            else:
+                v.retry_at = None
+                v.failed_signature = files_signature(v.path, m.config.marker)
+                self._set_state(m, v, State.ERROR, str(result), error_type)
+            return
+        if number not in m.aspired:
+            log.info("load_discarded", model=name, version=number, reason="superseded")
+            del m.versions[number]
+            return
+        v.retries = 0
+        v.durations = result.durations
+        v.served = Served(name, number, v.path, result.model, result.signatures,
+                          self._released)
+        self._set_state(m, v, State.AVAILABLE)
+
+    def _retire(self, m: _Model, v: _Version) -> None:
+        self._set_state(m, v, State.UNLOADING)
+        self._retiring.append((m, v))
+
+    def _released(self, served: Served) -> None:
+        if self._stopped:
+            served.drop()
+        else:
+            self._queue.put(("freed", served))
+
+    def _on_freed(self, served: Served) -> None:
+        m = self._models.get(served.name)
+        v = m.versions.get(served.version) if m else None
+        served.drop()
+        if m is not None and v is not None and v.served is served:
+            v.served = None
+            self._set_state(m, v, State.END)
+            del m.versions[served.version]
+
+    def _publish(self, names: set[str]) -> None:
+        """Replace the snapshot for changed models, then retire what left it."""
+        names |= self._dirty
+        self._dirty = set()
+        if not names:
+            return
+        snapshot = dict(self.snapshot)
+        status = dict(self.status_snapshot)
+        for name in names:
+            m = self._models.get(name)
+            if m is None:
+                snapshot.pop(name, None)
+                status.pop(name, None)
+                continue
+            versions = {n: v.served for n, v in m.versions.items()
+                        if v.state is State.AVAILABLE and v.served is not None}
+            labels = {label: versions[n] for label, n in m.config.labels.items() if n in versions}
+            snapshot[name] = ModelView(MappingProxyType(versions), MappingProxyType(labels),
+                                       versions[max(versions)] if versions else None)
+            by_version: dict[int, list[str]] = {}
+            for label, n in m.config.labels.items():
+                by_version.setdefault(n, []).append(label)
+            status[name] = tuple(
+                VersionStatus(n, v.state, v.path, v.error, v.error_type, v.since, v.retries,
+                              tuple(sorted(by_version.get(n, ()))))
+                for n, v in sorted(m.versions.items(), reverse=True))
+        with self.changed:
+            self.snapshot = MappingProxyType(snapshot)
+            self.status_snapshot = MappingProxyType(status)
+            self.changed.notify_all()
+        retiring, self._retiring = self._retiring, []
+        for _m, v in retiring:
+            if v.served is not None and v.served.retire():
+                self._on_freed(v.served)
+        if self._dirty:
+            self._publish(set())
+
+    def _shutdown(self) -> None:
+        self._stopped = True
+        for m in self._models.values():
+            for v in list(m.versions.values()):
+                if v.state is State.AVAILABLE:
+                    self._retire(m, v)
+        self._publish(set(self._models))

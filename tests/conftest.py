@@ -1,0 +1,157 @@
+"""Shared test helpers: real SavedModels exported at test time, a running ModelSwap, waits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from modelswap import ModelEvent, ModelSwap, State
+from modelswap.config import parse_config
+from modelswap.demo import export_linear
+
+TIMEOUT = 60.0
+
+
+class Exports:
+    """Exports `y = 0.5 x + offset` once per offset; hands out copies."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def get(self, offset: float) -> Path:
+        path = self.root / f"linear_{offset:g}"
+        with self._lock:
+            if not path.exists():
+                export_linear(path, 0.5, offset)
+        return path
+
+    def publish(self, base: Path, version: int | str, offset: float, *,
+                how: str = "atomic") -> Path:
+        """Write version `version` answering 0.5 x + offset into `base`.
+
+        atomic: copy to a staging folder beside `base`, then rename it in.
+        copy: copy in place, saved_model.pb first (fresh mtimes, like `cp -r`).
+        """
+        source = self.get(offset)
+        dest = base / str(version)
+        if how == "atomic":
+            staging = base.parent / f".staging-{base.name}-{version}-{time.monotonic_ns()}"
+            shutil.copytree(source, staging)
+            os.replace(staging, dest)
+        else:
+            dest.mkdir(parents=True)
+            shutil.copyfile(source / "saved_model.pb", dest / "saved_model.pb")
+            shutil.copytree(source / "variables", dest / "variables", copy_function=shutil.copyfile)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Exports:
+    return Exports(tmp_path_factory.mktemp("exports"))
+
+
+def predict(served: Any, x: float = 2.0) -> float:
+    import tensorflow as tf
+
+    return float(served.signatures["serving_default"](x=tf.constant([[x]]))["y"][0][0])
+
+
+class Events:
+    """Collects ModelEvents; `wait(pred)` blocks until pred(events) is true."""
+
+    def __init__(self) -> None:
+        self.items: list[ModelEvent] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: ModelEvent) -> None:
+        with self._cond:
+            self.items.append(event)
+            self._cond.notify_all()
+
+    def wait(self, pred: Callable[[list[ModelEvent]], bool], timeout: float = TIMEOUT) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: pred(self.items), timeout):
+                raise AssertionError(f"condition not met in {timeout}s; events: "
+                                     + "; ".join(f"{e.model} v{e.version} {e.state.value}"
+                                                 f" {e.error_type or ''} {e.error or ''}"
+                                                 for e in self.items))
+
+    def wait_state(self, version: int, state: State, model: str | None = None,
+                   timeout: float = TIMEOUT) -> ModelEvent:
+        self.wait(lambda evs: any(e.version == version and e.state is state
+                                  and (model is None or e.model == model) for e in evs), timeout)
+        return next(e for e in self.items if e.version == version and e.state is state
+                    and (model is None or e.model == model))
+
+    def states(self, version: int, model: str | None = None) -> list[State]:
+        with self._cond:
+            return [e.state for e in self.items if e.version == version
+                    and (model is None or e.model == model)]
+
+
+def yaml_for(base: Path, extra: str = "", top: str = "", name: str = "m") -> str:
+    model = f"models:\n  - name: {name}\n    base_path: {base}\n"
+    model += "".join(f"    {line}\n" for line in extra.splitlines() if line)
+    return model + top
+
+
+@pytest.fixture
+def run_swap() -> Iterator[Callable[..., tuple[ModelSwap, Events]]]:
+    """Start a ModelSwap from YAML text; stopped at teardown."""
+    started: list[ModelSwap] = []
+
+    def start(text: str) -> tuple[ModelSwap, Events]:
+        swap = ModelSwap(parse_config(text))
+        events = Events()
+        swap.subscribe(events)
+        started.append(swap.start())
+        return swap, events
+
+    yield start
+    for swap in started:
+        swap.stop()
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = TIMEOUT, what: str = "") -> None:
+    """Poll `pred` (for conditions no event announces, e.g. garbage collection)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or pred}")
+        time.sleep(0.02)
+
+
+def export_tf1(path: Path, graphs: dict[tuple[str, ...], float]) -> Path:
+    """A TF1 `SavedModelBuilder` model, written non-atomically: one MetaGraph per tag set
+    computing `y = x + v + add`, with `v` a resource variable holding 1.0."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    builder = v1.saved_model.Builder(str(path))
+    first = True
+    for tags, add in graphs.items():
+        with tf.Graph().as_default(), v1.Session() as sess:
+            x = v1.placeholder(tf.float32, [None, 1], name="x")
+            var = v1.get_variable("v", initializer=tf.constant(1.0), use_resource=True)
+            y = tf.identity(x + var + add, name="y")
+            sess.run(v1.global_variables_initializer())
+            signature = v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+            signatures = {"serving_default": signature}
+            if first:
+                builder.add_meta_graph_and_variables(sess, list(tags),
+                                                     signature_def_map=signatures)
+                first = False
+            else:
+                builder.add_meta_graph(list(tags), signature_def_map=signatures)
+    builder.save()
+    return path

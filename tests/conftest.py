@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from modelswap import ModelEvent, ModelSwap, State
 from modelswap.config import parse_config
 from modelswap.demo import export_linear
+from modelswap.logs import quiet_tensorflow
+
+quiet_tensorflow()
 
 TIMEOUT = 60.0
 

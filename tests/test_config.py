@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-try:
-    import modelswap  # noqa: F401
-except ImportError:  # not installed: run from the source tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 
 from modelswap.config import (
     Config,

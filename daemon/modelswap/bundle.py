@@ -14,9 +14,12 @@ import os
 import stat
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
-from tensorflow.core.protobuf import tensor_bundle_pb2
+
+if TYPE_CHECKING:  # importing the proto imports TensorFlow: only when an index is read
+    from tensorflow.core.protobuf import tensor_bundle_pb2
 
 __all__ = ["BundleIndexError", "missing_bytes", "read_index"]
 
@@ -136,6 +139,8 @@ def read_index(
         raise BundleIndexError("no header entry")
     if any(a >= b for (a, _), (b, _) in itertools.pairwise(records)):
         raise BundleIndexError("keys out of order")
+    from tensorflow.core.protobuf import tensor_bundle_pb2
+
     header = tensor_bundle_pb2.BundleHeaderProto()
     entries: dict[str, tensor_bundle_pb2.BundleEntryProto] = {}
     try:

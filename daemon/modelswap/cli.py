@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     logs.configure(config.logging.level, config.logging.format)
+    logs.quiet_tensorflow()
     from .service import run
 
     return run(config)
@@ -34,6 +34,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect import inspect_path, render
+    from .logs import quiet_tensorflow
+
+    quiet_tensorflow()
 
     report = inspect_path(Path(args.path), tags=args.tags)
     print(json.dumps(report, indent=2) if args.json else render(report))
@@ -45,6 +48,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     logs.configure("warning", "console", sys.stderr)
+    logs.quiet_tensorflow()
     return 0 if run_demo() == 0 else 1
 
 
@@ -70,7 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `modelswap` command."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     args: Any = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -36,7 +36,8 @@ def inspect_version(path: Path, tags: str | None = None) -> dict[str, Any]:
             "tags": sorted(mg.meta_info_def.tags),
             "signatures": {name: {"method": sig.method_name, "inputs": _tensors(sig.inputs),
                                   "outputs": _tensors(sig.outputs)}
-                           for name, sig in sorted(mg.signature_def.items())},
+                           for name, sig in sorted(mg.signature_def.items())
+                           if not name.startswith("__")},
         })
     fingerprint = path / "fingerprint.pb"
     if fingerprint.exists():

@@ -42,3 +42,29 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.setLevel(level.upper())
     for noisy in ("tensorflow", "absl", "watchdog"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow and bring up its CPU devices with fd 2 muted.
+
+    TensorFlow's C++ libraries print start-up lines (absl pre-init notices, CUDA
+    probing on a machine without a GPU) straight to file descriptor 2, before any
+    Python logging set-up can apply. Python exceptions still propagate. The daemon
+    and the CLI call this once at start-up; a library user who imported TensorFlow
+    already is not affected.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_logical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -292,13 +292,17 @@ def test_empty_base_keeps_serving(tmp_path: Path, exports: Exports, run_swap: An
     base = tmp_path / "m"
     base.mkdir()
     exports.publish(base, 1, 1.0)
-    swap, events = run_swap(yaml_for(base, top="watch: {rescan_interval: 0.2}"))
+    swap, events = run_swap(yaml_for(base))
     swap.wait_until_available("m", timeout=60)
     shutil.rmtree(base / "1")
-    exports.publish(base, "ignored", 5.0)  # an event after the deletion, and a rescan
-    events.wait(lambda evs: True)
+    # a broken v2 after the deletion: its ERROR proves the listing without v1 was seen
+    staging = tmp_path / "stage"
+    export_tf1(staging, {("train",): 0.0})
+    os.replace(staging, base / "2")
+    events.wait_state(2, State.ERROR)
     with swap.acquire("m") as served:
         assert served.version == 1 and predict(served) == answer(1.0)
+    assert events.states(1) == [State.LOADING, State.AVAILABLE]
 
 
 def test_resource_policy_retires_first(tmp_path: Path, exports: Exports, run_swap: Any) -> None:

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     insp = sub.add_parser("inspect", help="show a SavedModel's tags, signatures, completeness")
     insp.add_argument("path", help="a version folder or a base path of version folders")
     insp.add_argument("--tags", default=None,
-                      help="comma-separated tag set for the completeness verdict")
+                      help="comma-separated tag set for the verdict (default: serve)")
     insp.add_argument("--json", action="store_true", help="print JSON")
     insp.set_defaults(func=_cmd_inspect)
     demo = sub.add_parser("demo", help="export a tiny model, serve it, swap in v2 under load")

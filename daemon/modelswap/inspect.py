@@ -51,10 +51,7 @@ def inspect_version(path: Path, tags: str | None = None) -> dict[str, Any]:
                                      "checkpoint_hash": fp.checkpoint_hash}
         except Exception as exc:
             report["fingerprint"] = {"error": str(exc)}
-    wanted = frozenset(t for t in tags.split(",") if t) if tags else None
-    if wanted is None:
-        found = report["meta_graphs"]
-        wanted = frozenset(found[0]["tags"]) if found else frozenset({"serve"})
+    wanted = frozenset(t for t in (tags or "serve").split(",") if t)
     verdict = Gate(settle=0.0).check(path, wanted, None)
     report["checked_tags"] = sorted(wanted)
     report["complete"] = verdict.ready

@@ -81,6 +81,7 @@ class Coordinator:
         self._stopped = False
         self._dirty: set[str] = set()
         self._retiring: list[tuple[_Model, _Version]] = []
+        self._events: list[ModelEvent] = []  # emitted once the snapshot shows them
         self._watcher: Watcher | None = None
         self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._workers = [threading.Thread(target=self._work, name=f"modelswap-load-{i}",
@@ -197,7 +198,7 @@ class Coordinator:
         fields.update({f"{k}_s": round(s, 4) for k, s in durations})
         level = "warning" if state is State.ERROR else "info"
         getattr(log, level)("version_state", **fields)
-        self._emit(event)
+        self._events.append(event)
 
     def _reconcile(self, m: _Model) -> None:
         cfg = m.config
@@ -378,6 +379,9 @@ class Coordinator:
             self.snapshot = MappingProxyType(snapshot)
             self.status_snapshot = MappingProxyType(status)
             self.changed.notify_all()
+        events, self._events = self._events, []
+        for event in events:
+            self._emit(event)
         retiring, self._retiring = self._retiring, []
         for _m, v in retiring:
             if v.served is not None and v.served.retire():

@@ -100,6 +100,7 @@ class Source(FileSystemEventHandler):
         self._routes: dict[Path, frozenset[str]] = {}  # base path → models (prefix match)
         self._waiting: dict[Path, frozenset[str]] = {}  # ancestors of missing bases (exact)
         self._lock = threading.Lock()
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -108,6 +109,7 @@ class Source(FileSystemEventHandler):
 
     def stop(self) -> None:
         with self._lock:
+            self._stopped = True
             observers = list(self._observers.values())
             self._observers.clear()
             self._watches.clear()
@@ -135,7 +137,7 @@ class Source(FileSystemEventHandler):
     def ensure(self, name: str) -> bool:
         """Put the watch for `name` where it belongs now; True when it moved."""
         base = self._bases.get(name)
-        if base is None:
+        if base is None or self._stopped:
             return False
         target = _nearest_existing(base)
         try:

@@ -125,5 +125,6 @@ class ModelSwap:
         return {name: current.get(name, ()) for name in sorted(self._coordinator.model_names)}
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:
-        """Call `callback(ModelEvent)` on every state change (on the hook thread)."""
+        """Call `callback(ModelEvent)` on every state change, on the hook thread, once the
+        change is visible to `status()` and `acquire()`. Returns an unsubscribe function."""
         return self._dispatcher.subscribe(callback)

@@ -404,3 +404,35 @@ def test_events_reach_subscribers_with_durations(tmp_path: Path, exports: Export
     assert dict(event.durations).keys() >= {"load", "validate"}
     assert event.previous is State.LOADING and event.path == base / "1"
     unsubscribe()
+
+
+def test_atomic_publishes_need_no_settle_wait(tmp_path: Path, exports: Exports,
+                                              run_swap: Any) -> None:
+    """With settle at an hour, only content and renames can prove completeness."""
+    from modelswap.demo import export_linear
+
+    base = tmp_path / "m"
+    base.mkdir()
+    swap, events = run_swap(yaml_for(base, top="watch: {settle: 1h}"))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    export_linear(base / "1", 0.5, 1.0, staging=staging)  # fresh save, folder renamed in
+    swap.wait_until_available("m", version=1, timeout=60)
+    export_linear(base / "2", 0.5, 2.0)  # tf.saved_model.save straight into the base path
+    swap.wait_until_available("m", version=2, timeout=60)
+    exports.publish(base, 3, 3.0, how="copy")  # in place, fresh mtimes: must settle
+    events.wait(lambda evs: any(e.version == 3 and "settling" in (e.error or "") for e in evs))
+    exports.publish(base, 4, 4.0)  # an older copy renamed in
+    swap.wait_until_available("m", version=4, timeout=60)
+    assert State.LOADING not in events.states(3)
+
+
+def test_rescan_finds_what_no_event_reported(tmp_path: Path, exports: Exports,
+                                             run_swap: Any) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    swap, _ = run_swap(yaml_for(base, top="watch: {mode: poll, poll_interval: 1h, "
+                                     "rescan_interval: 100ms}"))
+    exports.publish(base, 1, 1.0)
+    swap.wait_until_available("m", timeout=60)
+    assert swap._coordinator.counters.rescan_changes >= 1

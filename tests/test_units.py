@@ -11,7 +11,7 @@ import pytest
 
 from conftest import Exports, yaml_for
 from modelswap import State, TransientLoadError
-from modelswap import manager as manager_module
+from modelswap import loader as loader_module
 from modelswap.config import VersionPolicy
 from modelswap.disk import Gate, list_versions, parse_version
 from modelswap.policy import aspired_versions, wanted_on_disk
@@ -108,7 +108,7 @@ def test_transient_failures_retried_with_backoff(tmp_path: Path, exports: Export
                                                  run_swap: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The retry schedule around a real loader that fails transiently twice."""
-    real = manager_module.load_version
+    real = loader_module.load_version
     failures = iter([TransientLoadError("UnavailableError: flaky disk")] * 2)
 
     def flaky(*args: Any) -> Any:
@@ -117,7 +117,7 @@ def test_transient_failures_retried_with_backoff(tmp_path: Path, exports: Export
             raise error
         return real(*args)
 
-    monkeypatch.setattr(manager_module, "load_version", flaky)
+    monkeypatch.setattr(loader_module, "load_version", flaky)
     base = tmp_path / "m"
     base.mkdir()
     exports.publish(base, 1, 1.0)
@@ -133,7 +133,7 @@ def test_transient_failures_exhausted(tmp_path: Path, exports: Exports, run_swap
     def always(*args: Any) -> Any:
         raise TransientLoadError("UnavailableError: gone for good")
 
-    monkeypatch.setattr(manager_module, "load_version", always)
+    monkeypatch.setattr(loader_module, "load_version", always)
     base = tmp_path / "m"
     base.mkdir()
     exports.publish(base, 1, 1.0)

@@ -138,7 +138,7 @@ class Gate:
     settle: float
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
-    _renamed: set[Identity] = field(default_factory=set)
+    _renamed: dict[Path, Identity] = field(default_factory=dict)
     _first_seen: dict[Path, tuple[Identity, float]] = field(default_factory=dict)
     _cache: dict[Path, tuple[tuple[object, ...], frozenset[str], Verdict]] = field(
         default_factory=dict
@@ -158,13 +158,14 @@ class Gate:
         for path in candidates:
             st = _stat(path)
             if st is not None and stat.S_ISREG(st.st_mode):
-                self._renamed.add(_identity(st))
+                self._renamed[path] = _identity(st)
 
     def forget(self, version_dir: Path) -> None:
         """Drop what is cached for a folder that is gone."""
         self._cache.pop(version_dir, None)
         for name in (PB, PBTXT):
             self._first_seen.pop(version_dir / name, None)
+            self._renamed.pop(version_dir / name, None)
 
     def check(self, version_dir: Path, tags: frozenset[str], marker: str | None) -> Verdict:
         """Apply the gate to one version folder."""
@@ -180,7 +181,7 @@ class Gate:
     def _whole(self, path: Path, st: os.stat_result) -> float | None:
         """None when whole, else the monotonic time to look again."""
         ident = _identity(st)
-        if ident in self._renamed:
+        if self._renamed.get(path) == ident:
             return None
         now = self.clock()
         age = self.wall_clock() - st.st_mtime_ns / 1e9

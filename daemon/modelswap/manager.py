@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -20,11 +19,12 @@ from typing import Any, Protocol
 import structlog
 
 from .config import LoaderConfig, ModelConfig
-from .disk import Gate, MetaInfo, files_signature, list_versions
+from .disk import Gate, files_signature, list_versions
 from .errors import LoadError, TransientLoadError
 from .handles import ModelView, Served
-from .loader import Loaded, load_version
+from .loader import Loaded, LoadJob, LoadPool
 from .policy import aspired_versions, wanted_on_disk
+from .records import Counters, ModelRecord, VersionRecord, version_of
 from .states import ModelEvent, State, VersionStatus
 
 log = structlog.get_logger("modelswap")
@@ -34,32 +34,6 @@ class Watcher(Protocol):
     """What the coordinator needs from the filesystem source."""
 
     def ensure(self, name: str) -> bool: ...
-
-
-@dataclass
-class _Version:
-    number: int
-    path: Path
-    state: State = State.WAITING
-    error: str | None = None
-    error_type: str | None = None
-    since: float = field(default_factory=time.time)
-    retries: int = 0
-    retry_at: float | None = None
-    failed_signature: tuple[object, ...] | None = None
-    served: Served | None = None
-    token: int = 0
-    meta: MetaInfo | None = None
-    durations: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _Model:
-    config: ModelConfig
-    versions: dict[int, _Version] = field(default_factory=dict)
-    aspired: frozenset[int] = frozenset()
-    base_ok: bool = True
-    warned: frozenset[str] = frozenset()
 
 
 class Coordinator:
@@ -74,21 +48,22 @@ class Coordinator:
         self.changed = threading.Condition()
         self._emit = emit
         self._gate = Gate(settle)
-        self._models = {m.name: _Model(m) for m in models}
+        self._models = {m.name: ModelRecord(m) for m in models}
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._timers: list[tuple[float, str]] = []
         self._timer_keys: set[tuple[float, str]] = set()
         self._stopped = False
         self._dirty: set[str] = set()
-        self._retiring: list[tuple[_Model, _Version]] = []
+        self._retiring: list[tuple[ModelRecord, VersionRecord]] = []
         self._events: list[ModelEvent] = []  # emitted once the snapshot shows them
         self._watcher: Watcher | None = None
-        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._workers = [threading.Thread(target=self._work, name=f"modelswap-load-{i}",
-                                          daemon=True) for i in range(loader.threads)]
+        self._pool = LoadPool(loader.threads,
+                              lambda job, result: self._queue.put(("loaded", job, result)))
         self._thread = threading.Thread(target=self._run, name="modelswap-coordinator",
                                         daemon=True)
         self.heartbeat = time.monotonic()
+        self.counters = Counters()
+        self._rescan_only: set[str] = set()  # models a rescan looks at with no event pending
 
     @property
     def model_names(self) -> frozenset[str]:
@@ -97,8 +72,7 @@ class Coordinator:
     # -- called from other threads -------------------------------------------------------
     def start(self, watcher: Watcher | None) -> None:
         self._watcher = watcher
-        for worker in self._workers:
-            worker.start()
+        self._pool.start()
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -106,12 +80,11 @@ class Coordinator:
         if self._thread.is_alive():
             self._queue.put(("stop",))
             self._thread.join(timeout)
-        for _ in self._workers:
-            self._jobs.put(None)
+        self._pool.stop()
 
-    def hint(self, name: str, moved_to: Path | None = None) -> None:
-        """Filesystem source: model `name` may have changed. Never blocks."""
-        self._queue.put(("fs", name, moved_to))
+    def hint(self, name: str, path: Path, moved_to: bool = False) -> None:
+        """Filesystem source: `path` of model `name` changed (`moved_to`: renamed there)."""
+        self._queue.put(("fs", name, path, moved_to, time.monotonic()))
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the coordinator thread."""
@@ -144,19 +117,26 @@ class Coordinator:
                 self._dirty.add(timer[1])
             if now >= next_rescan:
                 next_rescan = now + self.rescan_interval
+                self.counters.rescans += 1
+                self._rescan_only = set(self._models) - self._dirty
                 self._dirty.update(self._models)
         self._shutdown()
 
     def _handle(self, msg: tuple[Any, ...]) -> bool:
         kind = msg[0]
         if kind == "fs":
-            _, name, moved_to = msg
-            if moved_to is not None:
-                self._gate.note_renamed(moved_to)
-            if name in self._models:
+            _, name, path, moved_to, at = msg
+            if moved_to:
+                self._gate.note_renamed(path)
+            m = self._models.get(name)
+            if m is not None:
                 self._dirty.add(name)
+                self.counters.events += 1
+                number = version_of(m.config.base_path, path)
+                if number is not None:
+                    m.first_event.setdefault(number, at)
         elif kind == "loaded":
-            self._on_loaded(*msg[1:])
+            self._on_loaded(msg[1], msg[2])
         elif kind == "freed":
             self._on_freed(msg[1])
         elif kind == "call":
@@ -167,12 +147,13 @@ class Coordinator:
 
     def _process(self) -> None:
         dirty, self._dirty = self._dirty, set()
+        rescan_only, self._rescan_only = self._rescan_only, set()
         for name in sorted(dirty):
             model = self._models.get(name)
             if model is not None:
                 if self._watcher is not None:
                     self._watcher.ensure(name)
-                self._reconcile(model)
+                self._reconcile(model, rescan=name in rescan_only)
         self._publish(dirty)
 
     def _schedule(self, at: float, name: str) -> None:
@@ -180,7 +161,7 @@ class Coordinator:
             self._timer_keys.add((at, name))
             heapq.heappush(self._timers, (at, name))
 
-    def _set_state(self, m: _Model, v: _Version, state: State, error: str | None = None,
+    def _set_state(self, m: ModelRecord, v: VersionRecord, state: State, error: str | None = None,
                    error_type: str | None = None) -> None:
         if (v.state, v.error, v.error_type) == (state, error, error_type):
             return
@@ -200,7 +181,7 @@ class Coordinator:
         getattr(log, level)("version_state", **fields)
         self._events.append(event)
 
-    def _reconcile(self, m: _Model) -> None:
+    def _reconcile(self, m: ModelRecord, rescan: bool = False) -> None:
         cfg = m.config
         try:
             on_disk, warnings = list_versions(cfg.base_path)
@@ -218,9 +199,17 @@ class Coordinator:
             for text in set(warnings) - m.warned:
                 log.warning("duplicate_version_folders", model=cfg.name, detail=text)
             m.warned = frozenset(warnings)
+        if on_disk != m.listed:
+            if rescan:
+                self.counters.rescan_changes += 1
+                log.warning("rescan_found_changes", model=cfg.name, hint="events were lost")
+            for number, path in m.listed.items():
+                if on_disk.get(number) != path:
+                    self._gate.forget(path)
+                    m.first_event.pop(number, None)
+            m.listed = on_disk
         for number, gone in list(m.versions.items()):
             if on_disk.get(number) != gone.path and gone.state in (State.WAITING, State.ERROR):
-                self._gate.forget(gone.path)
                 del m.versions[number]
                 self._dirty.add(cfg.name)
 
@@ -232,7 +221,7 @@ class Coordinator:
             if (policy.kind == "latest" and len(candidates) >= policy.latest
                     and all(lv > number for lv in labelled)):
                 break
-            v: _Version | None = m.versions.get(number)
+            v: VersionRecord | None = m.versions.get(number)
             if v is not None and v.state in (State.LOADING, State.AVAILABLE):
                 candidates.add(number)
                 continue
@@ -240,10 +229,12 @@ class Coordinator:
                 continue
             verdict = self._gate.check(on_disk[number], cfg.tag_set, cfg.marker)
             if v is None:
-                v = m.versions[number] = _Version(number, on_disk[number])
+                v = m.versions[number] = VersionRecord(number, on_disk[number])
                 self._dirty.add(cfg.name)
             if verdict.ready:
                 v.meta = verdict.meta
+                if v.ready_at is None:
+                    v.ready_at = now
                 if v.state is State.ERROR:
                     if v.failed_signature not in (None, verdict.signature):
                         v.failed_signature, v.retries = None, 0  # new files: a fresh start
@@ -276,30 +267,17 @@ class Coordinator:
         for number in sorted(to_load, reverse=True):
             self._start_load(m, m.versions[number])
 
-    def _start_load(self, m: _Model, v: _Version) -> None:
+    def _start_load(self, m: ModelRecord, v: VersionRecord) -> None:
         v.token += 1
         v.retry_at = None
         v.durations = {}
         self._set_state(m, v, State.LOADING)
         cfg = m.config
-        self._jobs.put((cfg.name, v.number, v.path, v.token, cfg.tag_set,
-                        tuple(cfg.signatures)))
+        self._pool.submit(LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set,
+                                  tuple(cfg.signatures)))
 
-    def _work(self) -> None:
-        """A load worker: daemon thread, so a load that never returns cannot block exit."""
-        while (job := self._jobs.get()) is not None:
-            name, number, path, token, tags, signatures = job
-            result: Loaded | LoadError
-            try:
-                result = load_version(path, tags, signatures)
-            except LoadError as exc:
-                result = exc
-            except Exception as exc:  # an unexpected failure is still a result
-                result = LoadError(f"{type(exc).__name__}: {exc}")
-            self._queue.put(("loaded", name, number, token, result))
-            del result
-
-    def _on_loaded(self, name: str, number: int, token: int, result: Loaded | LoadError) -> None:
+    def _on_loaded(self, job: LoadJob, result: Loaded | LoadError) -> None:
+        name, number, token = job.name, job.number, job.token
         m = self._models.get(name)
         v = m.versions.get(number) if m else None
         if m is None or v is None or v.token != token or v.state is not State.LOADING:
@@ -325,12 +303,19 @@ class Coordinator:
             del m.versions[number]
             return
         v.retries = 0
-        v.durations = result.durations
+        now = time.monotonic()
+        v.durations = dict(result.durations)
+        if v.ready_at is not None:
+            v.durations["ready_to_available"] = now - v.ready_at
+        first_event = m.first_event.pop(number, None)
+        if first_event is not None:
+            v.durations["event_to_available"] = now - first_event
+        self.counters.swaps += 1
         v.served = Served(name, number, v.path, result.model, result.signatures,
                           self._released)
         self._set_state(m, v, State.AVAILABLE)
 
-    def _retire(self, m: _Model, v: _Version) -> None:
+    def _retire(self, m: ModelRecord, v: VersionRecord) -> None:
         self._set_state(m, v, State.UNLOADING)
         self._retiring.append((m, v))
 
@@ -363,18 +348,8 @@ class Coordinator:
                 snapshot.pop(name, None)
                 status.pop(name, None)
                 continue
-            versions = {n: v.served for n, v in m.versions.items()
-                        if v.state is State.AVAILABLE and v.served is not None}
-            labels = {label: versions[n] for label, n in m.config.labels.items() if n in versions}
-            snapshot[name] = ModelView(MappingProxyType(versions), MappingProxyType(labels),
-                                       versions[max(versions)] if versions else None)
-            by_version: dict[int, list[str]] = {}
-            for label, n in m.config.labels.items():
-                by_version.setdefault(n, []).append(label)
-            status[name] = tuple(
-                VersionStatus(n, v.state, v.path, v.error, v.error_type, v.since, v.retries,
-                              tuple(sorted(by_version.get(n, ()))))
-                for n, v in sorted(m.versions.items(), reverse=True))
+            snapshot[name] = m.view()
+            status[name] = m.status()
         with self.changed:
             self.snapshot = MappingProxyType(snapshot)
             self.status_snapshot = MappingProxyType(status)

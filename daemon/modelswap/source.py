@@ -9,6 +9,7 @@ re-watched (watchdog needs an unschedule before a re-schedule of a dead watch).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -41,7 +42,7 @@ NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "g
                         "lustre", "gpfs", "afs", "beegfs", "davfs", "virtiofs", "fuse",
                         "fuseblk", "sshfs", "ncpfs", "ocfs2", "gfs2"})
 
-Hint = Callable[[str, "Path | None"], None]
+Hint = Callable[[str, Path, bool], None]  # (model, event path, path is a rename's target)
 
 
 def filesystem_type(path: Path) -> str:
@@ -69,6 +70,11 @@ def needs_polling(path: Path) -> bool:
     return fstype in NETWORK_FS or fstype.startswith("fuse.")
 
 
+@functools.lru_cache(maxsize=1024)
+def _needs_polling_cached(path: Path, device: int) -> bool:
+    return needs_polling(path)
+
+
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if candidate.is_dir():
@@ -85,7 +91,7 @@ class _Placement:
 
 
 class Source(FileSystemEventHandler):
-    """Watches every model's base path; calls `hint(name, moved_to)` on changes."""
+    """Watches every model's base path; calls `hint(name, path, moved_to)` on changes."""
 
     def __init__(self, models: Mapping[str, Path], hint: Hint, *, mode: str = "auto",
                  poll_interval: float = 1.0) -> None:
@@ -144,7 +150,8 @@ class Source(FileSystemEventHandler):
             st = target.stat()
         except OSError:
             return False
-        if self._mode == "poll" or (self._mode == "auto" and needs_polling(target)):
+        if self._mode == "poll" or (
+                self._mode == "auto" and _needs_polling_cached(target, st.st_dev)):
             kind = "poll"
         else:
             kind = "inotify"
@@ -220,4 +227,4 @@ class Source(FileSystemEventHandler):
                 if found:
                     names.update(found)
             for name in names:
-                self._hint(name, path if dest else None)
+                self._hint(name, path, dest)

@@ -1,0 +1,84 @@
+"""The coordinator's records of models and versions, and what it publishes from them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from .config import ModelConfig
+from .disk import MetaInfo, parse_version
+from .handles import ModelView, Served
+from .states import State, VersionStatus
+
+
+@dataclass
+class VersionRecord:
+    """The coordinator's record of one version (only the coordinator thread touches it)."""
+
+    number: int
+    path: Path
+    state: State = State.WAITING
+    error: str | None = None
+    error_type: str | None = None
+    since: float = field(default_factory=time.time)
+    retries: int = 0
+    retry_at: float | None = None
+    failed_signature: tuple[object, ...] | None = None
+    served: Served | None = None
+    token: int = 0
+    meta: MetaInfo | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+    ready_at: float | None = None  # monotonic: when the gate first passed it
+
+
+@dataclass
+class ModelRecord:
+    """The coordinator's record of one model."""
+
+    config: ModelConfig
+    versions: dict[int, VersionRecord] = field(default_factory=dict)
+    aspired: frozenset[int] = frozenset()
+    base_ok: bool = True
+    warned: frozenset[str] = frozenset()
+    listed: dict[int, Path] = field(default_factory=dict)
+    first_event: dict[int, float] = field(default_factory=dict)  # version → first hint
+
+    def view(self) -> ModelView:
+        """The published versions, for the snapshot `acquire()` reads."""
+        versions = {n: v.served for n, v in self.versions.items()
+                    if v.state is State.AVAILABLE and v.served is not None}
+        labels = {label: versions[n] for label, n in self.config.labels.items()
+                  if n in versions}
+        return ModelView(MappingProxyType(versions), MappingProxyType(labels),
+                         versions[max(versions)] if versions else None)
+
+    def status(self) -> tuple[VersionStatus, ...]:
+        """Every tracked version, newest first."""
+        by_version: dict[int, list[str]] = {}
+        for label, n in self.config.labels.items():
+            by_version.setdefault(n, []).append(label)
+        return tuple(
+            VersionStatus(n, v.state, v.path, v.error, v.error_type, v.since, v.retries,
+                          tuple(sorted(by_version.get(n, ()))))
+            for n, v in sorted(self.versions.items(), reverse=True))
+
+
+@dataclass
+class Counters:
+    """Monotonic counts for metrics."""
+
+    events: int = 0  # filesystem hints received
+    rescans: int = 0  # periodic full rescans
+    rescan_changes: int = 0  # changes on disk that a rescan found and no event reported
+    swaps: int = 0  # versions published
+
+
+def version_of(base: Path, path: Path) -> int | None:
+    """The version number `path` lies in under `base`, if any."""
+    try:
+        parts = path.relative_to(base).parts
+    except ValueError:
+        return None
+    return parse_version(parts[0]) if parts else None

@@ -433,6 +433,7 @@ def test_rescan_finds_what_no_event_reported(tmp_path: Path, exports: Exports,
     base.mkdir()
     swap, _ = run_swap(yaml_for(base, top="watch: {mode: poll, poll_interval: 1h, "
                                      "rescan_interval: 100ms}"))
+    wait_until(lambda: swap._coordinator.scanned, what="the first scan")
     exports.publish(base, 1, 1.0)
     swap.wait_until_available("m", timeout=60)
     assert swap._coordinator.counters.rescan_changes >= 1

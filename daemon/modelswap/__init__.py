@@ -9,6 +9,7 @@ from .errors import (
     SignatureMismatch,
     TagMismatch,
     TransientLoadError,
+    Untrusted,
     VersionNotAvailable,
     WarmupFailed,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "State",
     "TagMismatch",
     "TransientLoadError",
+    "Untrusted",
     "VersionNotAvailable",
     "VersionStatus",
     "WarmupFailed",

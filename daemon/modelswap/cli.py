@@ -1,4 +1,4 @@
-"""Command line: `modelswap run | check | inspect | demo`."""
+"""Command line: `modelswap run | check | inspect | status | demo`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from .errors import ConfigError
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .hooks import load_user_code
 
-    load_config(args.config)
+    load_user_code(load_config(args.config))
     print("ok")
     return 0
 
@@ -43,6 +44,23 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0 if all(v["complete"] for v in report["versions"]) else 1
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status import fetch_models, render_status
+
+    try:
+        report = fetch_models(args.url, timeout=args.timeout)
+    except OSError as exc:  # urllib's URLError, timeouts, refused connections
+        print(f"modelswap: cannot reach the daemon at {args.url}: {exc} "
+              "(is it running, with http.listen set?)", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"modelswap: unexpected answer from {args.url}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else render_status(report))
+    models = report["models"]
+    return 0 if all(m.get("served_version") is not None for m in models) else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import logs
     from .demo import run_demo
@@ -67,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated tag set for the verdict (default: serve)")
     insp.add_argument("--json", action="store_true", help="print JSON")
     insp.set_defaults(func=_cmd_inspect)
+    status = sub.add_parser("status", help="ask a running daemon which versions it serves")
+    status.add_argument("--url", default="http://127.0.0.1:8501",
+                        help="the daemon's http.listen address (default http://127.0.0.1:8501)")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    status.add_argument("--json", action="store_true", help="print the JSON of /v1/models")
+    status.set_defaults(func=_cmd_status)
     demo = sub.add_parser("demo", help="export a tiny model, serve it, swap in v2 under load")
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -97,6 +97,20 @@ def _hook_path(value: object) -> str:
     return str(value)
 
 
+def _off(value: object) -> object:
+    return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
+
+
+def _warmup(value: object) -> str:
+    value = _off(value)
+    if value in ("auto", "off"):
+        return str(value)
+    try:
+        return _hook_path(value)
+    except ValueError:
+        raise ValueError(f"expected auto, off or 'pkg.module:callable', got {value!r}") from None
+
+
 def _listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
@@ -173,6 +187,9 @@ class ModelConfig(BaseModel):
     signatures: tuple[NonEmptyStr, ...] = ()
     marker: Annotated[StrictStr, AfterValidator(_marker)] | None = None
     trust: StrictBool = True
+    warmup: Annotated[str, BeforeValidator(_warmup)] = "auto"
+    warmup_timeout: PositiveDuration = 60.0
+    contract: Annotated[Literal["inputs", "signatures", "off"], BeforeValidator(_off)] = "inputs"
 
     @property
     def tag_set(self) -> frozenset[str]:
@@ -269,6 +286,7 @@ class Config(BaseModel):
     consumers: tuple[HookPath, ...] = ()
     python_path: tuple[ResolvedPath, ...] = ()
     _source: str | None = PrivateAttr(default=None)
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -281,6 +299,10 @@ class Config(BaseModel):
     def source(self) -> str | None:
         """The file (or "<string>") this config was parsed from."""
         return self._source
+
+    def line_of(self, *key: str | int) -> int | None:
+        """The line a key path (e.g. `"hooks", "on_error", 0`) was read from."""
+        return _line_for(tuple(key), self._lines)
 
 
 _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
@@ -423,6 +445,7 @@ def _validate(data: object, source: str, lines: dict[KeyPath, int], base_dir: Pa
     except RecursionError:
         raise ConfigError("the config is nested too deeply", file=source) from None
     config._source = source
+    config._lines = lines
     return config
 
 

@@ -12,13 +12,15 @@ from pathlib import Path
 from google.protobuf import message, text_format
 
 from .bundle import missing_bytes
-from .errors import IncompleteModel, LoadError, TagMismatch
+from .contract import SignatureIO, signature_io
+from .errors import IncompleteModel, LoadError, TagMismatch, Untrusted
+from .trust import untrusted
 
 VERSION_MAX = 2**63 - 1
 PB, PBTXT = "saved_model.pb", "saved_model.pbtxt"
 _VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
 
-Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+Identity = tuple[int, int, int, int, int, int]  # dev, ino, size, mtime_ns, mode, uid
 
 
 def parse_version(name: str) -> int | None:
@@ -51,7 +53,7 @@ def list_versions(base: Path) -> tuple[dict[int, Path], list[str]]:
 
 
 def _identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid)
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -82,6 +84,8 @@ class MetaInfo:
 
     tag_sets: tuple[frozenset[str], ...]
     signatures: tuple[str, ...]
+    # name → inputs/outputs (dtype, shape) of each SignatureDef, for contract checks
+    signature_io: tuple[tuple[str, SignatureIO], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,13 +171,21 @@ class Gate:
             self._first_seen.pop(version_dir / name, None)
             self._renamed.pop(version_dir / name, None)
 
-    def check(self, version_dir: Path, tags: frozenset[str], marker: str | None) -> Verdict:
-        """Apply the gate to one version folder."""
+    def check(self, version_dir: Path, tags: frozenset[str], marker: str | None,
+              trust_base: Path | None = None) -> Verdict:
+        """Apply the gate to one version folder (and the trust check under `trust_base`)."""
         signature = files_signature(version_dir, marker)
+        if trust_base is not None:
+            signature += tuple((st.st_mode, st.st_uid) if st else None
+                               for st in (_stat(trust_base), _stat(version_dir)))
         cached = self._cache.get(version_dir)
         if cached is not None and cached[0] == signature and cached[1] == tags:
             return cached[2]
-        verdict = self._check(version_dir, tags, marker, signature)
+        reason = untrusted(trust_base, version_dir) if trust_base is not None else None
+        if reason is not None:
+            verdict = Verdict(False, signature, Untrusted, reason)
+        else:
+            verdict = self._check(version_dir, tags, marker, signature)
         if verdict.recheck_at is None:
             self._cache[version_dir] = (signature, tags, verdict)
         return verdict
@@ -237,5 +249,6 @@ class Gate:
                 return wait(reason)
         if marker and not (version_dir / marker).exists():
             return wait(f"marker {marker} missing")
-        meta = MetaInfo(tag_sets, tuple(sorted(chosen.signature_def.keys())))
+        meta = MetaInfo(tag_sets, tuple(sorted(chosen.signature_def.keys())),
+                        signature_io(chosen))
         return Verdict(True, signature, meta=meta)

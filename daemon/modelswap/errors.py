@@ -59,5 +59,9 @@ class SignatureMismatch(LoadError):
     """A required signature is missing, or the signatures break the contract."""
 
 
+class Untrusted(LoadError):
+    """The folder could have been written by another user (see `trust` in the config)."""
+
+
 class WarmupFailed(LoadError):
     """Warmup of a loaded version raised or timed out."""

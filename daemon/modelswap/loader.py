@@ -1,4 +1,5 @@
-"""Load one verified version: `tf.saved_model.load`, signature checks, typed errors."""
+"""Load one verified version: contract check, `tf.saved_model.load`, required signatures,
+warmup; typed errors."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import structlog
+
+from .contract import ContractMode, check_contract
 from .errors import LoadError, SignatureMismatch, TransientLoadError
+from .warmup import run_warmup
+
+if TYPE_CHECKING:
+    from .disk import MetaInfo
+
+log = structlog.get_logger("modelswap")
 
 
 @dataclass
@@ -70,7 +80,8 @@ def _first_line(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class LoadJob:
-    """One load to run: which version, with which tags and required signatures."""
+    """One load to run: which version, with which tags and required signatures; how to
+    warm it up; and the served version's (number, MetaInfo) its contract is checked against."""
 
     name: str
     number: int
@@ -78,10 +89,42 @@ class LoadJob:
     token: int
     tags: frozenset[str]
     signatures: tuple[str, ...]
+    warmup: str = "auto"
+    warmup_timeout: float = 60.0
+    warmup_iterations: int = 1  # replays of each record of a TF Serving warmup file
+    contract: ContractMode = "inputs"
+    meta: MetaInfo | None = None  # this version's, from the gate
+    served: tuple[int, MetaInfo | None] | None = None
+
+
+def run_job(job: LoadJob) -> Loaded:
+    """Check the contract (before loading), load, warm up; the result is publishable.
+
+    The contract is checked only against an older served version: loading a version
+    older than the served one is a rollback (the newer folder was deleted, or a version
+    pinned), which must not be refused for lacking what the newer version added.
+    """
+    started = time.perf_counter()
+    served_number, served_meta = job.served or (0, None)
+    if served_meta is not None and job.meta is not None and served_number < job.number:
+        check_contract(served_meta.signature_io, job.meta.signature_io, job.contract,
+                       served_number)
+    checked = time.perf_counter() - started
+    loaded = load_version(job.path, job.tags, job.signatures)
+    loaded.durations["validate"] = loaded.durations.get("validate", 0.0) + checked
+    started = time.perf_counter()
+    logger = log.bind(model=job.name, version=job.number)
+    report = run_warmup(loaded.model, job.path, job.warmup, job.warmup_timeout,
+                        iterations=job.warmup_iterations, logger=logger)
+    loaded.durations["warmup"] = time.perf_counter() - started
+    if report.kind != "off":
+        logger.info("warmed_up", kind=report.kind, calls=report.calls,
+                    skipped=len(report.skipped), warmup_s=round(loaded.durations["warmup"], 4))
+    return loaded
 
 
 class LoadPool:
-    """`threads` daemon worker threads running `load_version`; each result (a `Loaded`
+    """`threads` daemon worker threads running `run_job`; each result (a `Loaded`
     or a `LoadError`) goes to `done(job, result)`. Daemon threads, so a load that never
     returns cannot block the process's exit."""
 
@@ -100,6 +143,18 @@ class LoadPool:
         for _ in self._workers:
             self._jobs.put(None)
 
+    def resize(self, threads: int) -> None:
+        """Grow or shrink the pool (a worker leaves once its current load returns)."""
+        self._workers = [w for w in self._workers if w.is_alive()] or self._workers
+        while len(self._workers) > threads:
+            self._jobs.put(None)
+            self._workers.pop()
+        while len(self._workers) < threads:
+            worker = threading.Thread(target=self._work, daemon=True,
+                                      name=f"modelswap-load-{len(self._workers)}")
+            self._workers.append(worker)
+            worker.start()
+
     def submit(self, job: LoadJob) -> None:
         self._jobs.put(job)
 
@@ -107,9 +162,10 @@ class LoadPool:
         while (job := self._jobs.get()) is not None:
             result: Loaded | LoadError
             try:
-                result = load_version(job.path, job.tags, job.signatures)
+                result = run_job(job)
             except LoadError as exc:
-                result = exc
+                # no traceback: its frames would keep a loaded-but-failed model alive
+                result = exc.with_traceback(None)
             except Exception as exc:  # an unexpected failure is still a result
                 result = LoadError(f"{type(exc).__name__}: {exc}")
             self._done(job, result)

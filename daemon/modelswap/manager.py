@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from .config import LoaderConfig, ModelConfig
-from .disk import Gate, files_signature, list_versions
+from .disk import Gate, list_versions
 from .errors import LoadError, TransientLoadError
 from .handles import ModelView, Served
 from .loader import Loaded, LoadJob, LoadPool
@@ -28,6 +28,7 @@ from .records import Counters, ModelRecord, VersionRecord, version_of
 from .states import ModelEvent, State, VersionStatus
 
 log = structlog.get_logger("modelswap")
+HEARTBEAT_INTERVAL = 1.0  # the loop wakes at least this often, so `heartbeat` stays fresh
 
 
 class Watcher(Protocol):
@@ -63,11 +64,20 @@ class Coordinator:
                                         daemon=True)
         self.heartbeat = time.monotonic()
         self.counters = Counters()
+        # published with the snapshot: every Served not yet dropped (AVAILABLE and UNLOADING)
+        self.served_versions: tuple[Served, ...] = ()
         self._rescan_only: set[str] = set()  # models a rescan looks at with no event pending
+        self._removed: dict[str, ModelRecord] = {}  # dropped by a reload, versions still held
+        self.scanned = False  # every model looked at once
 
     @property
     def model_names(self) -> frozenset[str]:
         return frozenset(self._models)
+
+    @property
+    def alive(self) -> bool:
+        """The coordinator thread is running (for health checks)."""
+        return self._thread.is_alive()
 
     # -- called from other threads -------------------------------------------------------
     def start(self, watcher: Watcher | None) -> None:
@@ -98,7 +108,8 @@ class Coordinator:
         while running:
             self._process()
             now = time.monotonic()
-            deadline = min([next_rescan] + [t for t, _ in self._timers[:1]])
+            deadline = min([next_rescan, now + HEARTBEAT_INTERVAL]
+                           + [t for t, _ in self._timers[:1]])
             try:
                 batch = [self._queue.get(timeout=max(deadline - now, 0.0))]
             except queue.Empty:
@@ -155,6 +166,7 @@ class Coordinator:
                     self._watcher.ensure(name)
                 self._reconcile(model, rescan=name in rescan_only)
         self._publish(dirty)
+        self.scanned = True
 
     def _schedule(self, at: float, name: str) -> None:
         if (at, name) not in self._timer_keys:
@@ -227,7 +239,8 @@ class Coordinator:
                 continue
             if v is not None and v.state is State.UNLOADING:
                 continue
-            verdict = self._gate.check(on_disk[number], cfg.tag_set, cfg.marker)
+            verdict = self._gate.check(on_disk[number], cfg.tag_set, cfg.marker,
+                                       cfg.base_path if cfg.trust else None)
             if v is None:
                 v = m.versions[number] = VersionRecord(number, on_disk[number])
                 self._dirty.add(cfg.name)
@@ -255,17 +268,59 @@ class Coordinator:
         available = {n for n, s in states.items() if s is State.AVAILABLE}
         loading = {n for n, s in states.items() if s is State.LOADING}
         to_load = aspired - available - loading
-        stale = available - aspired
+        stale = [m.versions[n] for n in sorted(available - aspired)]
+        stale += [v for v in m.outgoing if v.state is State.AVAILABLE]
         if stale and aspired:
             if self.loader_config.swap_policy == "resource":
                 retire = bool(to_load | loading)
             else:
                 retire = bool(aspired & available) and not (aspired & (loading | to_load))
             if retire:
-                for number in sorted(stale):
-                    self._retire(m, m.versions[number])
+                for v in stale:
+                    self._retire(m, v)
         for number in sorted(to_load, reverse=True):
             self._start_load(m, m.versions[number])
+
+    def reconfigure(self, models: Sequence[ModelConfig], loader: LoaderConfig, *,
+                    settle: float, rescan_interval: float) -> None:
+        """Apply a new config (call on the coordinator thread, e.g. through `call`).
+
+        Removed models retire; added ones load; a model whose policy, labels, marker or
+        trust changed is re-planned in place; one whose base_path, tags or required
+        signatures changed starts afresh while its loaded versions keep serving until a
+        version under the new settings is available. Unchanged models are untouched.
+        """
+        wanted = {m.name: m for m in models}
+        for name in sorted(set(self._models) - set(wanted)):
+            old = self._models.pop(name)
+            for v in [*old.versions.values(), *old.outgoing]:
+                if v.state is State.AVAILABLE:
+                    self._retire(old, v)
+            if any(v.state is State.UNLOADING for v in [*old.versions.values(), *old.outgoing]):
+                self._removed[name] = old
+            self._dirty.add(name)
+            log.info("model_removed", model=name)
+        for name, cfg in wanted.items():
+            current = self._models.get(name)
+            if current is not None and current.config == cfg:
+                continue
+            self._dirty.add(name)
+            if current is None:
+                self._models[name] = ModelRecord(cfg)
+                log.info("model_added", model=name, base_path=str(cfg.base_path))
+            elif (current.config.base_path, current.config.tag_set, current.config.signatures) \
+                    == (cfg.base_path, cfg.tag_set, cfg.signatures):
+                current.config = cfg
+                log.info("model_changed", model=name, reload_versions=False)
+            else:
+                keep = [v for v in [*current.versions.values(), *current.outgoing]
+                        if v.state in (State.AVAILABLE, State.UNLOADING)]
+                self._models[name] = ModelRecord(cfg, outgoing=keep)
+                log.info("model_changed", model=name, reload_versions=True)
+        self._pool.resize(loader.threads)
+        self.loader_config = loader
+        self._gate.settle = settle
+        self.rescan_interval = rescan_interval
 
     def _start_load(self, m: ModelRecord, v: VersionRecord) -> None:
         v.token += 1
@@ -273,8 +328,15 @@ class Coordinator:
         v.durations = {}
         self._set_state(m, v, State.LOADING)
         cfg = m.config
-        self._pool.submit(LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set,
-                                  tuple(cfg.signatures)))
+        # the contract is checked against the served version: the newest AVAILABLE, else
+        # (swap_policy: resource retired it just now) the newest UNLOADING
+        served = max((u for u in [*m.versions.values(), *m.outgoing] if u.meta is not None
+                      and u.state in (State.AVAILABLE, State.UNLOADING)),
+                     key=lambda u: (u.state is State.AVAILABLE, u.number), default=None)
+        self._pool.submit(LoadJob(
+            cfg.name, v.number, v.path, v.token, cfg.tag_set, tuple(cfg.signatures),
+            cfg.warmup, cfg.warmup_timeout, contract=cfg.contract, meta=v.meta,
+            served=None if served is None else (served.number, served.meta)))
 
     def _on_loaded(self, job: LoadJob, result: Loaded | LoadError) -> None:
         name, number, token = job.name, job.number, job.token
@@ -295,7 +357,11 @@ class Coordinator:
                                 f"{cfg.max_retries} in {delay:g}s)", error_type)
             else:
                 v.retry_at = None
-                v.failed_signature = files_signature(v.path, m.config.marker)
+                # the gate's signature (it adds the trust stat to files_signature's), or the
+                # next reconcile sees "new files" and reloads a final failure in a loop
+                mc = m.config
+                v.failed_signature = self._gate.check(
+                    v.path, mc.tag_set, mc.marker, mc.base_path if mc.trust else None).signature
                 self._set_state(m, v, State.ERROR, str(result), error_type)
             return
         if number not in m.aspired:
@@ -310,6 +376,8 @@ class Coordinator:
         first_event = m.first_event.pop(number, None)
         if first_event is not None:
             v.durations["event_to_available"] = now - first_event
+            if v.ready_at is not None:
+                v.durations["gate_wait"] = max(v.ready_at - first_event, 0.0)
         self.counters.swaps += 1
         v.served = Served(name, number, v.path, result.model, result.signatures,
                           self._released)
@@ -326,13 +394,20 @@ class Coordinator:
             self._queue.put(("freed", served))
 
     def _on_freed(self, served: Served) -> None:
-        m = self._models.get(served.name)
-        v = m.versions.get(served.version) if m else None
         served.drop()
-        if m is not None and v is not None and v.served is served:
+        for m in (self._models.get(served.name), self._removed.get(served.name)):
+            v = m.find(served) if m is not None else None
+            if m is None or v is None:
+                continue
             v.served = None
             self._set_state(m, v, State.END)
-            del m.versions[served.version]
+            if m.versions.get(v.number) is v:
+                del m.versions[v.number]
+            else:
+                m.outgoing.remove(v)
+            if m is self._removed.get(served.name) and not (m.versions or m.outgoing):
+                del self._removed[served.name]
+            return
 
     def _publish(self, names: set[str]) -> None:
         """Replace the snapshot for changed models, then retire what left it."""
@@ -353,6 +428,9 @@ class Coordinator:
         with self.changed:
             self.snapshot = MappingProxyType(snapshot)
             self.status_snapshot = MappingProxyType(status)
+            self.served_versions = tuple(
+                v.served for m in [*self._models.values(), *self._removed.values()]
+                for v in [*m.versions.values(), *m.outgoing] if v.served is not None)
             self.changed.notify_all()
         events, self._events = self._events, []
         for event in events:
@@ -367,7 +445,7 @@ class Coordinator:
     def _shutdown(self) -> None:
         self._stopped = True
         for m in self._models.values():
-            for v in list(m.versions.values()):
+            for v in [*m.versions.values(), *m.outgoing]:
                 if v.state is State.AVAILABLE:
                     self._retire(m, v)
         self._publish(set(self._models))

@@ -44,10 +44,20 @@ class ModelRecord:
     warned: frozenset[str] = frozenset()
     listed: dict[int, Path] = field(default_factory=dict)
     first_event: dict[int, float] = field(default_factory=dict)  # version → first hint
+    # versions loaded under a previous base_path/tags/signatures: they serve until a
+    # version under the new settings is available, then retire
+    outgoing: list[VersionRecord] = field(default_factory=list)
+
+    def find(self, served: Served) -> VersionRecord | None:
+        """The record holding `served`."""
+        v = self.versions.get(served.version)
+        if v is not None and v.served is served:
+            return v
+        return next((o for o in self.outgoing if o.served is served), None)
 
     def view(self) -> ModelView:
         """The published versions, for the snapshot `acquire()` reads."""
-        versions = {n: v.served for n, v in self.versions.items()
+        versions = {v.number: v.served for v in [*self.outgoing, *self.versions.values()]
                     if v.state is State.AVAILABLE and v.served is not None}
         labels = {label: versions[n] for label, n in self.config.labels.items()
                   if n in versions}
@@ -59,10 +69,11 @@ class ModelRecord:
         by_version: dict[int, list[str]] = {}
         for label, n in self.config.labels.items():
             by_version.setdefault(n, []).append(label)
-        return tuple(
-            VersionStatus(n, v.state, v.path, v.error, v.error_type, v.since, v.retries,
-                          tuple(sorted(by_version.get(n, ()))))
-            for n, v in sorted(self.versions.items(), reverse=True))
+        records = [(v, tuple(sorted(by_version.get(n, ()))))
+                   for n, v in sorted(self.versions.items(), reverse=True)]
+        records += [(v, ()) for v in self.outgoing]
+        return tuple(VersionStatus(v.number, v.state, v.path, v.error, v.error_type, v.since,
+                                   v.retries, labels) for v, labels in records)
 
 
 @dataclass

@@ -126,6 +126,20 @@ class Source(FileSystemEventHandler):
             if observer.is_alive():
                 observer.join(timeout=5)
 
+    def configure(self, models: Mapping[str, Path], mode: str, poll_interval: float) -> None:
+        """Apply a reloaded config (call from the coordinator thread)."""
+        if poll_interval != self._poll_interval and "poll" in self._observers:
+            for name, placement in list(self._placements.items()):
+                if placement.kind == "poll":
+                    self._place(name, None)
+            self._observers.pop("poll").stop()
+        self._mode, self._poll_interval = mode, poll_interval
+        self.set_models(models)
+
+    def alive(self) -> bool:
+        """Every observer thread is running."""
+        return all(observer.is_alive() for observer in list(self._observers.values()))
+
     def set_models(self, models: Mapping[str, Path]) -> None:
         """Replace the watched set (config reload)."""
         for name in set(self._bases) - set(models):

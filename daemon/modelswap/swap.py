@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
 from .config import Config, load_config
-from .errors import ModelNotFound, VersionNotAvailable
+from .errors import ConfigError, ModelNotFound, VersionNotAvailable
 from .handles import Served
-from .hooks import Callback, Dispatcher
+from .hooks import (
+    CONSUMER_ERRORS,
+    HOOK_ERRORS,
+    Callback,
+    Consumers,
+    Dispatcher,
+    HookRouter,
+    load_user_code,
+)
+from .http import StatusServer
 from .manager import Coordinator
+from .metrics import Metrics
 from .source import Source
-from .states import VersionStatus
+from .states import State, VersionStatus
+
+HEALTHY_WITHIN = 10.0  # seconds since the coordinator's last loop iteration
 
 
 class ModelSwap:
     """Watches the configured models and serves the newest good version of each.
 
     Thread-safe. `acquire()` never blocks on a load: it returns what is published now.
+    Hooks and consumers named in the config are imported here (`ConfigError` if one
+    cannot be) and run while the ModelSwap is started.
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        code = load_user_code(config)
         self._dispatcher = Dispatcher()
+        self._router = HookRouter(code)
+        self._dispatcher.subscribe(self._router)
+        self._consumers = Consumers(self)
         self._coordinator = Coordinator(
             config.models, config.loader, settle=config.watch.settle,
             rescan_interval=config.watch.rescan_interval, emit=self._dispatcher.emit)
@@ -31,6 +51,12 @@ class ModelSwap:
                               self._coordinator.hint, mode=config.watch.mode,
                               poll_interval=config.watch.poll_interval)
         self._started = False
+        # Prometheus metrics on this instance's own registry (`metrics.registry`)
+        self.metrics = Metrics(self._coordinator, hook_errors=lambda: HOOK_ERRORS.value,
+                               consumer_errors=lambda: CONSUMER_ERRORS.value,
+                               models=[m.name for m in config.models])
+        self._dispatcher.subscribe(self.metrics.observe)
+        self._http: StatusServer | None = None
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> ModelSwap:
@@ -40,19 +66,76 @@ class ModelSwap:
     def start(self) -> ModelSwap:
         """Start watching and loading (returns at once; see `wait_until_available`)."""
         if not self._started:
+            self._start_http()
             self._started = True
             self._dispatcher.start()
             self._source.start()
             self._coordinator.start(self._source)
+            self._consumers.start(self._router.code.consumers)
         return self
 
-    def stop(self) -> None:
-        """Stop watching, retire every version (held ones go on last release)."""
+    def stop(self, timeout: float | None = None) -> list[str]:
+        """Stop consumers (waiting up to `timeout`, default `service.stop_timeout`), stop
+        watching, retire every version (held ones go on last release).
+
+        Returns the consumers that did not stop in time (they are abandoned).
+        """
+        if not self._started:
+            return []
+        self._started = False
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        late = self._consumers.stop(self.config.service.stop_timeout if timeout is None
+                                    else timeout)
+        self._source.stop()
+        self._coordinator.stop(timeout=30)
+        self._dispatcher.stop()
+        return late
+
+    def reload(self, config: Config, timeout: float = 30.0) -> None:
+        """Apply a new config without a restart; on `ConfigError` nothing changes.
+
+        Unchanged models keep their loaded versions; see `Coordinator.reconfigure`.
+        """
+        code = load_user_code(config)
+        applied = threading.Event()
+
+        def apply() -> None:
+            try:
+                self._coordinator.reconfigure(
+                    config.models, config.loader, settle=config.watch.settle,
+                    rescan_interval=config.watch.rescan_interval)
+                self._source.configure({m.name: m.base_path for m in config.models},
+                                       config.watch.mode, config.watch.poll_interval)
+            finally:
+                applied.set()
+
+        self._coordinator.call(apply)
+        if not applied.wait(timeout):
+            raise TimeoutError(f"the coordinator did not apply the config in {timeout}s")
+        self._router.code = code
+        self.config = config
         if self._started:
-            self._started = False
-            self._source.stop()
-            self._coordinator.stop(timeout=30)
-            self._dispatcher.stop()
+            self._consumers.start(code.consumers)
+
+    def _start_http(self) -> None:
+        address = self.config.http.address
+        if address is None:
+            return
+        server = StatusServer(address, swap=self, coordinator=self._coordinator,
+                              source=self._source, metrics=self.metrics)
+        try:
+            self._http = server.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.config.http.listen}: "
+                              f"{exc.strerror or exc}", file=self.config.source,
+                              key="http.listen") from exc
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """(host, port) the status server listens on (port 0 resolved), or None."""
+        return self._http.address if self._http is not None else None
 
     def __enter__(self) -> ModelSwap:
         return self.start()
@@ -128,3 +211,46 @@ class ModelSwap:
         """Call `callback(ModelEvent)` on every state change, on the hook thread, once the
         change is visible to `status()` and `acquire()`. Returns an unsubscribe function."""
         return self._dispatcher.subscribe(callback)
+
+    def ready(self, when: str | None = None) -> bool:
+        """Start-up readiness per `service.ready_when` (or `when`).
+
+        all: every model with a complete version on disk has one AVAILABLE, or its
+        candidates failed (ERROR); any: one model is AVAILABLE (or all would be);
+        immediately: as soon as started.
+        """
+        when = when or self.config.service.ready_when
+        if when == "immediately":
+            return self._started
+        if not self._coordinator.scanned:
+            return False
+        settled = [all(s.state is not State.LOADING for s in versions)
+                   or any(s.state is State.AVAILABLE for s in versions)
+                   for versions in self.status().values()]
+        if when == "any" and any(view.newest is not None
+                                 for view in self._coordinator.snapshot.values()):
+            return True
+        return all(settled)
+
+    def healthy(self) -> bool:
+        """The coordinator and the observers are alive and the coordinator made progress
+        in the last few seconds."""
+        return (self._started and self._coordinator.alive and self._source.alive()
+                and time.monotonic() - self._coordinator.heartbeat < HEALTHY_WITHIN)
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: "2/3 models available; m v7, n v2, o ERROR"."""
+        status = self.status()
+        parts, available = [], 0
+        for name, versions in status.items():
+            view = self._coordinator.snapshot.get(name)
+            if view is not None and view.newest is not None:
+                available += 1
+                parts.append(f"{name} v{view.newest.version}")
+            elif any(s.state is State.ERROR for s in versions):
+                parts.append(f"{name} ERROR")
+            elif any(s.state is State.LOADING for s in versions):
+                parts.append(f"{name} loading")
+            else:
+                parts.append(f"{name} waiting")
+        return f"{available}/{len(status)} models available; {', '.join(parts)}"

@@ -1,0 +1,136 @@
+"""Figure 5: RSS growth over many swaps of the ~20 MB model, time from last release to the
+retired model object being freed (weakref), and peak RSS during a swap per swap policy."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import weakref
+
+from .common import (
+    INFO,
+    Context,
+    Row,
+    make_config,
+    med,
+    ms,
+    peak_rss_mb,
+    reset_peak_rss,
+    rss_mb,
+    settled,
+    spread,
+    verdict,
+    wait_for,
+)
+from .models import folder_mb, publish, remove_version
+
+
+def _swap_many(ctx: Context, total: int, early: int) -> tuple[float, float, list[float], int]:
+    """`total` swaps of the dense model. Before each swap the bench holds the serving version;
+    once it is retired, the bench releases it and times until its model object is gone.
+
+    Returns (RSS after `early` swaps, RSS after `total`, free delays (s), not freed in 1 s).
+    """
+    from modelswap import ModelSwap, State
+
+    dense = ctx.exports["dense"]
+    base = ctx.work / "fig5" / "dense"
+    base.mkdir(parents=True)
+    publish(dense[0], base, 1)
+    delays: list[float] = []
+    late = 0
+    rss_early = 0.0
+    with ModelSwap(make_config({"dense": base})) as swap:
+        swap.wait_until_available("dense", timeout=120)
+        for version in range(2, total + 2):
+            held = swap.acquire("dense")
+            ref = weakref.ref(held.model)
+            publish(dense[version % len(dense)], base, version)
+            swap.wait_until_available("dense", version=version, timeout=120)
+
+            def retired(old: int = version - 1) -> bool:
+                return any(s.version == old and s.state is State.UNLOADING
+                           for s in swap.status()["dense"])
+
+            wait_for(retired, 60, "old dense version retired")
+            released = time.perf_counter()
+            held.release()
+            del held
+            while ref() is not None and time.perf_counter() - released < 5:
+                time.sleep(0.0005)
+            delay = time.perf_counter() - released
+            delays.append(delay)
+            late += delay > 1.0
+            wait_for(lambda: settled(swap, "dense"), 60, "dense settled")
+            remove_version(base, version - 1)
+            if version - 1 == early:
+                gc.collect()
+                rss_early = rss_mb()
+        gc.collect()
+        rss_late = rss_mb()
+    return rss_early, rss_late, delays, late
+
+
+def _peak(ctx: Context, policy: str, reps: int) -> tuple[list[float], float]:
+    """Peak RSS above the pre-swap RSS during a swap of the big model (MB); model size MB."""
+    from modelswap import ModelSwap
+
+    big = ctx.exports["big"]
+    base = ctx.work / f"fig5-peak-{policy}" / "big"
+    base.mkdir(parents=True)
+    publish(big[0], base, 1)
+    peaks: list[float] = []
+    with ModelSwap(make_config({"big": base}, swap_policy=policy)) as swap:
+        swap.wait_until_available("big", timeout=300)
+        for r in range(reps):
+            version = r + 2
+            gc.collect()
+            before = rss_mb()
+            sampled = [before]
+            stop = threading.Event()
+            hwm = reset_peak_rss()
+
+            def sample() -> None:
+                while not stop.is_set():
+                    sampled.append(rss_mb())
+                    time.sleep(0.005)
+
+            sampler = None if hwm else threading.Thread(target=sample, daemon=True)
+            if sampler:
+                sampler.start()
+            publish(big[version % len(big)], base, version)
+            swap.wait_until_available("big", version=version, timeout=300)
+            wait_for(lambda: settled(swap, "big"), 120, "big settled")
+            stop.set()
+            if sampler:
+                sampler.join()
+            peak = peak_rss_mb() if hwm else max(sampled)
+            peaks.append(peak - before)
+            remove_version(base, version - 1)
+    return peaks, folder_mb(big[0])
+
+
+def figure5(ctx: Context) -> list[Row]:
+    total, early = ctx.n(40, 200), ctx.n(10, 20)
+    rss_early, rss_late, delays, late = _swap_many(ctx, total, early)
+    growth = rss_late / rss_early
+    size = folder_mb(ctx.exports["dense"][0])
+    ctx.note(f"fig 5: dense model {size:.1f} MB on disk; RSS {rss_early:.0f} MB after {early} "
+             f"swaps, {rss_late:.0f} MB after {total}; free delays {spread(delays, 1e3)} ms")
+    rows = [
+        Row(f"5 RSS after {total} swaps / after {early} (dense {size:.0f} MB)",
+            f"{growth:.3f}× ({rss_late:.0f} vs {rss_early:.0f} MB)", "≤ 1.05×",
+            f"after {early}: {rss_early:.0f} MB", f"{growth:.3f}×", verdict(growth <= 1.05)),
+        Row(f"5 retired model freed after last release (weakref, n={len(delays)})",
+            f"max {ms(max(delays))}, median {ms(med(delays))}", "all ≤ 1 s",
+            "—", "—", verdict(late == 0)),
+    ]
+    reps = ctx.n(1, 2)
+    for policy in ("availability", "resource"):
+        peaks, big_mb = _peak(ctx, policy, reps)
+        rows.append(Row(f"5 peak RSS during a {ctx.big_label} swap, {policy}",
+                        f"+{med(peaks):.0f} MB (n={len(peaks)})", "report",
+                        f"model on disk {big_mb:.0f} MB", f"{med(peaks) / big_mb:.2f}×", INFO))
+    return rows
+

@@ -20,7 +20,7 @@ class DaemonProcess:
     """`python -m modelswap.cli run --config F` with NOTIFY_SOCKET bound by the test."""
 
     def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None,
-                 notify: bool = True) -> None:
+                 notify: bool = True, launcher: list[str] | None = None) -> None:
         self.logs: list[dict[str, Any]] = []
         self.notes: list[dict[str, str]] = []
         self._cond = threading.Condition()
@@ -36,7 +36,8 @@ class DaemonProcess:
             threading.Thread(target=self._read_notify, daemon=True).start()
         environ.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelswap.cli", "run", "--config", str(config)],
+            [*(launcher or [sys.executable]), "-m", "modelswap.cli", "run", "--config",
+             str(config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
         self.stderr = ""
         threading.Thread(target=self._read_stdout, daemon=True).start()

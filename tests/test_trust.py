@@ -1,0 +1,72 @@
+"""Trust checks: folders other users could write are refused, like sshd's StrictModes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from conftest import Exports, predict, yaml_for
+
+from modelswap import State
+
+
+def test_world_writable_base_refused_until_fixed(tmp_path: Path, exports: Exports,
+                                                 run_swap: Any) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    base.chmod(0o777)
+    swap, events = run_swap(yaml_for(base))
+    event = events.wait_state(1, State.ERROR)
+    assert event.error_type == "Untrusted"
+    assert event.error == f"{base} is writable by group and others (mode 777)"
+    assert State.LOADING not in events.states(1)
+    base.chmod(0o755)
+    exports.publish(base, 2, 2.0)  # an event; the rescan would find the fix too
+    swap.wait_until_available("m", version=2, timeout=60)
+
+
+def test_group_writable_version_and_foreign_owner(tmp_path: Path, exports: Exports,
+                                                  run_swap: Any) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    swap, events = run_swap(yaml_for(base))
+    swap.wait_until_available("m", timeout=60)
+    v2 = exports.publish(base, 2, 2.0, how="copy")
+    v2.chmod(0o775)
+    assert "group" in (events.wait_state(2, State.ERROR).error or "")
+    v3 = tmp_path / "stage3"
+    exports.publish(tmp_path, "stage3", 3.0)
+    os.chown(v3 / "saved_model.pb", 12345, 0)
+    os.replace(v3, base / "3")
+    events.wait(lambda evs: any(e.version == 3 and "owned by uid 12345" in (e.error or "")
+                                for e in evs))
+    with swap.acquire("m") as served:
+        assert served.version == 1 and predict(served) == 2.0
+
+
+def test_symlinked_version_followed_only_to_trusted_target(tmp_path: Path, exports: Exports,
+                                                           run_swap: Any) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    good = exports.publish(tmp_path, "good", 1.0)
+    bad = exports.publish(tmp_path, "bad", 2.0)
+    bad.chmod(0o777)
+    (base / "1").symlink_to(good)
+    swap, events = run_swap(yaml_for(base))
+    swap.wait_until_available("m", version=1, timeout=60)
+    (base / "2").symlink_to(bad)
+    event = events.wait_state(2, State.ERROR)
+    assert event.error_type == "Untrusted" and "writable by group and others" in (event.error
+                                                                                   or "")
+
+
+def test_trust_off(tmp_path: Path, exports: Exports, run_swap: Any) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    base.chmod(0o777)
+    swap, _ = run_swap(yaml_for(base, "trust: false"))
+    swap.wait_until_available("m", timeout=60)

@@ -6,6 +6,7 @@ Anything else kills the process (SIGSYS), like SystemCallFilter= with no ErrorNu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -17,10 +18,8 @@ def main() -> None:
     assert sep == "--" and command
     syscall_filter = pyseccomp.SyscallFilter(defaction=pyseccomp.KILL_PROCESS)
     for name in open(allowed_file).read().split():
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not a syscall of this architecture
             syscall_filter.add_rule(pyseccomp.ALLOW, name)
-        except (ValueError, OSError):
-            pass  # not a syscall of this architecture
     syscall_filter.load()
     os.execv(command[0], command)
 

@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+
 from conftest import Exports, wait_until
 from daemon import DaemonProcess
 

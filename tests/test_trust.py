@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Exports, predict, yaml_for
-
 from modelswap import State
 
 

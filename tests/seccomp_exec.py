@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 import pyseccomp
 
@@ -17,7 +18,7 @@ def main() -> None:
     allowed_file, sep, *command = sys.argv[1:]
     assert sep == "--" and command
     syscall_filter = pyseccomp.SyscallFilter(defaction=pyseccomp.KILL_PROCESS)
-    for name in open(allowed_file).read().split():
+    for name in Path(allowed_file).read_text().split():
         with contextlib.suppress(ValueError, OSError):  # not a syscall of this architecture
             syscall_filter.add_rule(pyseccomp.ALLOW, name)
     syscall_filter.load()

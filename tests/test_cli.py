@@ -50,9 +50,9 @@ def test_inspect_version_and_base(tmp_path: Path, exports: Exports) -> None:
     [graph] = version["meta_graphs"]
     assert graph["tags"] == ["serve"]
     sig = graph["signatures"]["serving_default"]
-    assert sig["inputs"]["x"] == {"dtype": "float", "shape": [None, 1],
+    assert sig["inputs"]["x"] == {"dtype": "float32", "shape": [None, 1],
                                   "tensor": "serving_default_x:0"}
-    assert sig["outputs"]["y"]["dtype"] == "float"
+    assert sig["outputs"]["y"]["dtype"] == "float32"
     (base / "4" / "variables").mkdir(parents=True)
     (base / "4" / "saved_model.pb").write_bytes((base / "3" / "saved_model.pb").read_bytes())
     export_tf1(base / "5", {("serve", "gpu"): 0.0})
@@ -62,7 +62,7 @@ def test_inspect_version_and_base(tmp_path: Path, exports: Exports) -> None:
         in text.stdout
     assert "version 5: NOT complete (TagMismatch" in text.stdout
     assert "version 3: complete" in text.stdout
-    assert "input  x: float [None, 1]" in text.stdout
+    assert "input  x: float32 [None, 1]" in text.stdout
     gpu = modelswap("inspect", str(base / "5"), "--tags", "serve,gpu")
     assert gpu.returncode == 0 and "complete [tags ['gpu', 'serve']]" in gpu.stdout
 

@@ -239,3 +239,61 @@ def test_bad_hook_is_a_config_error(tmp_path: Path) -> None:
                             str(path)], capture_output=True, text=True, timeout=60, check=False)
     assert check.returncode == 2 and "no_such_module_xyz" in check.stderr
     os.environ.pop("HOOK_OUT", None)
+
+
+WEDGE = '''
+import threading, time
+
+def wedge(swap, stop):
+    """Block the coordinator thread for good, like a bug would."""
+    with swap.acquire("m"):
+        pass
+    swap._coordinator.call(lambda: time.sleep(3600))
+    stop.wait()
+'''
+
+
+def test_wedged_coordinator_stops_watchdog_pings(tmp_path: Path, exports: Exports,
+                                                 daemons: list[DaemonProcess]) -> None:
+    (tmp_path / "wedge.py").write_text(WEDGE)
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    path = write(tmp_path / "c.yaml", "models:\n" + model_yaml("m", base)
+                 + f"consumers: ['wedge:wedge']\npython_path: [{tmp_path}]\n"
+                 + "service: {stop_timeout: 1s}\n")
+    d = DaemonProcess(path, tmp_path, env={"WATCHDOG_USEC": "400000"})
+    daemons.append(d)
+    d.wait_note(lambda n: n.get("WATCHDOG") == "1")
+    d.wait_log(lambda r: r.get("event") == "watchdog_withheld")
+    pings = sum(1 for n in d.notes if n.get("WATCHDOG"))
+    d.wait_log(lambda r: r.get("event") == "watchdog_withheld"
+               and d.count(lambda x: x.get("event") == "watchdog_withheld") >= 3)
+    assert sum(1 for n in d.notes if n.get("WATCHDOG")) == pings
+    d.close()
+
+
+STUBBORN = '''
+def ignore_stop(swap, stop):
+    import time
+    while True:
+        time.sleep(1)
+'''
+
+
+def test_second_sigint_exits_at_once(tmp_path: Path, exports: Exports,
+                                     daemons: list[DaemonProcess]) -> None:
+    (tmp_path / "stubborn.py").write_text(STUBBORN)
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    path = write(tmp_path / "c.yaml", "models:\n" + model_yaml("m", base)
+                 + f"consumers: ['stubborn:ignore_stop']\npython_path: [{tmp_path}]\n"
+                 + "service: {stop_timeout: 1h}\n")
+    d = DaemonProcess(path, tmp_path)
+    daemons.append(d)
+    d.wait_state("m", 1, "AVAILABLE")
+    d.send(signal.SIGINT)
+    d.wait_log(lambda r: r.get("event") == "stopping")
+    assert d.stop(signal.SIGINT) == 130
+    assert "second SIGINT" in d.stderr or d.stderr == ""

@@ -48,7 +48,8 @@ class SignatureIO:
     outputs: tuple[tuple[str, TensorMeta], ...]
 
 
-def _tensor_meta(info: Any) -> TensorMeta:
+def tensor_meta(info: Any) -> TensorMeta:
+    """The dtype and shape of a SignatureDef's TensorInfo."""
     import tensorflow as tf
 
     if info.WhichOneof("encoding") == "composite_tensor":
@@ -63,7 +64,7 @@ def _tensor_meta(info: Any) -> TensorMeta:
 
 
 def _tensors(infos: Any) -> tuple[tuple[str, TensorMeta], ...]:
-    return tuple((name, _tensor_meta(infos[name])) for name in sorted(infos))
+    return tuple((name, tensor_meta(infos[name])) for name in sorted(infos))
 
 
 def signature_io(meta_graph: Any) -> tuple[tuple[str, SignatureIO], ...]:

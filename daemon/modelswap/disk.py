@@ -249,6 +249,7 @@ class Gate:
                 return wait(reason)
         if marker and not (version_dir / marker).exists():
             return wait(f"marker {marker} missing")
-        meta = MetaInfo(tag_sets, tuple(sorted(chosen.signature_def.keys())),
+        meta = MetaInfo(tag_sets, tuple(sorted(k for k in chosen.signature_def
+                                               if not k.startswith("__"))),
                         signature_io(chosen))
         return Verdict(True, signature, meta=meta)

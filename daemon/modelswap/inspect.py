@@ -5,21 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .contract import tensor_meta
 from .disk import PB, PBTXT, Gate, _parse_saved_model, list_versions
 
 
-def _shape(proto: Any) -> list[int | None] | None:
-    if proto.unknown_rank:
-        return None
-    return [None if d.size < 0 else int(d.size) for d in proto.dim]
-
-
 def _tensors(infos: Any) -> dict[str, dict[str, Any]]:
-    from tensorflow.core.framework import types_pb2
-
-    return {name: {"dtype": types_pb2.DataType.Name(info.dtype).removeprefix("DT_").lower(),
-                   "shape": _shape(info.tensor_shape), "tensor": info.name}
-            for name, info in sorted(infos.items())}
+    described = {}
+    for name, info in sorted(infos.items()):
+        meta = tensor_meta(info)
+        shape = None if meta.shape is None else [None if d < 0 else d for d in meta.shape]
+        described[name] = {"dtype": meta.dtype, "shape": shape, "tensor": info.name}
+    return described
 
 
 def inspect_version(path: Path, tags: str | None = None) -> dict[str, Any]:

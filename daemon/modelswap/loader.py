@@ -9,16 +9,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from .contract import ContractMode, check_contract
 from .errors import LoadError, SignatureMismatch, TransientLoadError
 from .warmup import run_warmup
-
-if TYPE_CHECKING:
-    from .disk import MetaInfo
 
 log = structlog.get_logger("modelswap")
 
@@ -80,8 +76,8 @@ def _first_line(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class LoadJob:
-    """One load to run: which version, with which tags and required signatures; how to
-    warm it up; and the served version's (number, MetaInfo) its contract is checked against."""
+    """One load to run: which version, with which tags and required signatures, and how
+    to warm it up."""
 
     name: str
     number: int
@@ -92,26 +88,12 @@ class LoadJob:
     warmup: str = "auto"
     warmup_timeout: float = 60.0
     warmup_iterations: int = 1  # replays of each record of a TF Serving warmup file
-    contract: ContractMode = "inputs"
-    meta: MetaInfo | None = None  # this version's, from the gate
-    served: tuple[int, MetaInfo | None] | None = None
 
 
 def run_job(job: LoadJob) -> Loaded:
-    """Check the contract (before loading), load, warm up; the result is publishable.
-
-    The contract is checked only against an older served version: loading a version
-    older than the served one is a rollback (the newer folder was deleted, or a version
-    pinned), which must not be refused for lacking what the newer version added.
-    """
-    started = time.perf_counter()
-    served_number, served_meta = job.served or (0, None)
-    if served_meta is not None and job.meta is not None and served_number < job.number:
-        check_contract(served_meta.signature_io, job.meta.signature_io, job.contract,
-                       served_number)
-    checked = time.perf_counter() - started
+    """Load and warm up; the result is publishable. (The signature contract was checked
+    by the coordinator from the parsed saved_model.pb, before anything was retired.)"""
     loaded = load_version(job.path, job.tags, job.signatures)
-    loaded.durations["validate"] = loaded.durations.get("validate", 0.0) + checked
     started = time.perf_counter()
     logger = log.bind(model=job.name, version=job.number)
     report = run_warmup(loaded.model, job.path, job.warmup, job.warmup_timeout,

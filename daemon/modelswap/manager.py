@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from .config import LoaderConfig, ModelConfig
+from .contract import violations
 from .disk import Gate, list_versions
 from .errors import LoadError, TransientLoadError
 from .handles import ModelView, Served
@@ -245,7 +246,7 @@ class Coordinator:
                 v = m.versions[number] = VersionRecord(number, on_disk[number])
                 self._dirty.add(cfg.name)
             if verdict.ready:
-                v.meta = verdict.meta
+                v.meta, v.signature = verdict.meta, verdict.signature
                 if v.ready_at is None:
                     v.ready_at = now
                 if v.state is State.ERROR:
@@ -263,11 +264,16 @@ class Coordinator:
                 v.failed_signature, v.retry_at = verdict.signature, None
                 self._set_state(m, v, State.ERROR, verdict.reason, verdict.error.__name__)
 
-        m.aspired = aspired = aspired_versions(candidates, policy, cfg.labels)
         states = {n: v.state for n, v in m.versions.items()}
         available = {n for n, s in states.items() if s is State.AVAILABLE}
         loading = {n for n, s in states.items() if s is State.LOADING}
-        to_load = aspired - available - loading
+        while True:
+            m.aspired = aspired = aspired_versions(candidates, policy, cfg.labels)
+            to_load = aspired - available - loading
+            broken = self._contract_breaks(m, to_load)
+            if not broken:
+                break
+            candidates -= broken
         stale = [m.versions[n] for n in sorted(available - aspired)]
         stale += [v for v in m.outgoing if v.state is State.AVAILABLE]
         if stale and aspired:
@@ -328,15 +334,32 @@ class Coordinator:
         v.durations = {}
         self._set_state(m, v, State.LOADING)
         cfg = m.config
-        # the contract is checked against the served version: the newest AVAILABLE, else
-        # (swap_policy: resource retired it just now) the newest UNLOADING
-        served = max((u for u in [*m.versions.values(), *m.outgoing] if u.meta is not None
-                      and u.state in (State.AVAILABLE, State.UNLOADING)),
-                     key=lambda u: (u.state is State.AVAILABLE, u.number), default=None)
-        self._pool.submit(LoadJob(
-            cfg.name, v.number, v.path, v.token, cfg.tag_set, tuple(cfg.signatures),
-            cfg.warmup, cfg.warmup_timeout, contract=cfg.contract, meta=v.meta,
-            served=None if served is None else (served.number, served.meta)))
+        self._pool.submit(LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set,
+                                  tuple(cfg.signatures), cfg.warmup, cfg.warmup_timeout))
+
+    def _contract_breaks(self, m: ModelRecord, numbers: frozenset[int]) -> set[int]:
+        """Refuse (ERROR) the versions in `numbers` that break the served version's
+        signature contract, from their parsed saved_model.pb: before any load or
+        retirement. Older versions are rollbacks and are not checked."""
+        served = max((u for u in [*m.versions.values(), *m.outgoing]
+                      if u.state is State.AVAILABLE and u.meta is not None),
+                     key=lambda u: u.number, default=None)
+        if served is None or served.meta is None or m.config.contract == "off":
+            return set()
+        broken = set()
+        for number in sorted(numbers):
+            v = m.versions[number]
+            if number < served.number or v.meta is None:
+                continue
+            found = violations(served.meta.signature_io, v.meta.signature_io,
+                               m.config.contract)
+            if found:
+                broken.add(number)
+                v.failed_signature, v.retry_at = v.signature, None
+                self._set_state(m, v, State.ERROR, f"breaks the {m.config.contract!r} contract "
+                                f"of served version {served.number}: " + " | ".join(found),
+                                "SignatureMismatch")
+        return broken
 
     def _on_loaded(self, job: LoadJob, result: Loaded | LoadError) -> None:
         name, number, token = job.name, job.number, job.token
@@ -357,11 +380,7 @@ class Coordinator:
                                 f"{cfg.max_retries} in {delay:g}s)", error_type)
             else:
                 v.retry_at = None
-                # the gate's signature (it adds the trust stat to files_signature's), or the
-                # next reconcile sees "new files" and reloads a final failure in a loop
-                mc = m.config
-                v.failed_signature = self._gate.check(
-                    v.path, mc.tag_set, mc.marker, mc.base_path if mc.trust else None).signature
+                v.failed_signature = v.signature  # the files this load started from
                 self._set_state(m, v, State.ERROR, str(result), error_type)
             return
         if number not in m.aspired:

@@ -31,6 +31,7 @@ class VersionRecord:
     meta: MetaInfo | None = None
     durations: dict[str, float] = field(default_factory=dict)
     ready_at: float | None = None  # monotonic: when the gate first passed it
+    signature: tuple[object, ...] | None = None  # the files the gate last passed
 
 
 @dataclass

@@ -65,9 +65,13 @@ class Daemon:
                 log.info("ready", status=self._status)
             elif ready:
                 self._send_status()
-            if ping_every is not None and time.monotonic() >= next_ping and self.swap.healthy():
-                self.notifier.send(WATCHDOG=1)
+            if ping_every is not None and time.monotonic() >= next_ping:
                 next_ping = time.monotonic() + ping_every
+                if self.swap.healthy():
+                    self.notifier.send(WATCHDOG=1)
+                else:
+                    log.error("watchdog_withheld", reason="coordinator or observer not "
+                              "making progress; systemd will restart the service")
         name = signal.Signals(self._stop_signal).name
         log.info("stopping", signal=name)
         self.notifier.send(STOPPING=1, STATUS=f"stopping on {name}")

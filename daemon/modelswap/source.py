@@ -132,13 +132,18 @@ class Source(FileSystemEventHandler):
             for name, placement in list(self._placements.items()):
                 if placement.kind == "poll":
                     self._place(name, None)
-            self._observers.pop("poll").stop()
+            with self._lock:
+                observer = self._observers.pop("poll")
+            observer.stop()
+            observer.join(timeout=5)
         self._mode, self._poll_interval = mode, poll_interval
         self.set_models(models)
 
     def alive(self) -> bool:
         """Every observer thread is running."""
-        return all(observer.is_alive() for observer in list(self._observers.values()))
+        with self._lock:
+            observers = list(self._observers.values())
+        return all(observer.is_alive() for observer in observers)
 
     def set_models(self, models: Mapping[str, Path]) -> None:
         """Replace the watched set (config reload)."""

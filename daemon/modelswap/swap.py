@@ -21,12 +21,12 @@ from .hooks import (
     load_user_code,
 )
 from .http import StatusServer
-from .manager import Coordinator
+from .manager import HEARTBEAT_INTERVAL, Coordinator
 from .metrics import Metrics
 from .source import Source
 from .states import State, VersionStatus
 
-HEALTHY_WITHIN = 10.0  # seconds since the coordinator's last loop iteration
+HEALTHY_WITHIN = 5 * HEARTBEAT_INTERVAL  # seconds since the coordinator's last loop
 
 
 class ModelSwap:
@@ -99,6 +99,8 @@ class ModelSwap:
         Unchanged models keep their loaded versions; see `Coordinator.reconfigure`.
         """
         code = load_user_code(config)
+        if self._started and config.http != self.config.http:
+            self._restart_http(config)
         applied = threading.Event()
 
         def apply() -> None:
@@ -119,8 +121,20 @@ class ModelSwap:
         if self._started:
             self._consumers.start(code.consumers)
 
-    def _start_http(self) -> None:
-        address = self.config.http.address
+    def _restart_http(self, config: Config) -> None:
+        """Move the status server to `config`'s address; on failure keep the old one."""
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        try:
+            self._start_http(config)
+        except ConfigError:
+            self._start_http(self.config)
+            raise
+
+    def _start_http(self, config: Config | None = None) -> None:
+        config = config or self.config
+        address = config.http.address
         if address is None:
             return
         server = StatusServer(address, swap=self, coordinator=self._coordinator,
@@ -128,9 +142,9 @@ class ModelSwap:
         try:
             self._http = server.start()
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {self.config.http.listen}: "
-                              f"{exc.strerror or exc}", file=self.config.source,
-                              key="http.listen") from exc
+            raise ConfigError(f"cannot listen on {config.http.listen}: "
+                              f"{exc.strerror or exc}", file=config.source,
+                              line=config.line_of("http", "listen"), key="http.listen") from exc
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -222,11 +236,12 @@ class ModelSwap:
         when = when or self.config.service.ready_when
         if when == "immediately":
             return self._started
-        if not self._coordinator.scanned:
-            return False
+        status = self._coordinator.status_snapshot
+        if not self._coordinator.scanned or not self._coordinator.model_names <= set(status):
+            return False  # a model not looked at yet (at start-up, or added by a reload)
         settled = [all(s.state is not State.LOADING for s in versions)
                    or any(s.state is State.AVAILABLE for s in versions)
-                   for versions in self.status().values()]
+                   for versions in status.values()]
         if when == "any" and any(view.newest is not None
                                  for view in self._coordinator.snapshot.values()):
             return True

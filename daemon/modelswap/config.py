@@ -137,7 +137,30 @@ def _sorted_unique(value: tuple[_T, ...]) -> tuple[_T, ...]:
 Name = Annotated[StrictStr, AfterValidator(_name)]
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6,
+               "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10,
+               "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an integer or a string like "512MB", "2GiB", "1.5 GB"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("expected a size like 512MB, 2GiB or a number of bytes")
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+        if match is None or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"expected a size like 512MB, 2GiB or a number of bytes, "
+                             f"got {value!r}")
+        number = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    else:
+        number = float(value)
+    if not 0 < number < 2**62:
+        raise ValueError(f"a size must be positive, got {value!r}")
+    return int(number)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 ResolvedPath = Annotated[Path, BeforeValidator(_resolved_path)]
 HookPath = Annotated[str, BeforeValidator(_hook_path)]
@@ -216,6 +239,9 @@ class LoaderConfig(BaseModel):
     retry_interval: Duration = 2.0
     load_timeout: Duration = 600.0
     swap_policy: Literal["availability", "resource"] = "availability"
+    memory_policy: Literal["fallback", "refuse", "ignore"] = "fallback"
+    memory_factor: Annotated[float, Field(gt=0, le=100)] = 1.5
+    memory_limit: Size | None = None
 
 
 class ServiceConfig(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from .errors import LoadError, SignatureMismatch, TransientLoadError
+from .identity import content_identity
 from .warmup import run_warmup
 
 log = structlog.get_logger("modelswap")
@@ -26,6 +27,8 @@ class Loaded:
     model: Any
     signatures: Mapping[str, Any]
     durations: dict[str, float] = field(default_factory=dict)
+    identity: str | None = None  # content identity (see identity.py)
+    reused_from: int | None = None  # set instead of a model: identical to this loaded version
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
@@ -38,7 +41,6 @@ def _transient_types() -> tuple[type[BaseException], ...]:
         tf.errors.AbortedError,
         tf.errors.DeadlineExceededError,
         tf.errors.ResourceExhaustedError,
-        tf.errors.DataLossError,
     )
 
 
@@ -88,12 +90,26 @@ class LoadJob:
     warmup: str = "auto"
     warmup_timeout: float = 60.0
     warmup_iterations: int = 1  # replays of each record of a TF Serving warmup file
+    reuse: tuple[tuple[str, int], ...] | None = ()  # loaded versions' identities; None: off
 
 
 def run_job(job: LoadJob) -> Loaded:
     """Load and warm up; the result is publishable. (The signature contract was checked
-    by the coordinator from the parsed saved_model.pb, before anything was retired.)"""
+    by the coordinator from the parsed saved_model.pb, before anything was retired.)
+
+    A version whose files are identical to a loaded one (`job.reuse`: identity → version)
+    is not loaded again: the result names that version instead.
+    """
+    started = time.perf_counter()
+    identity = content_identity(job.path) if job.reuse is not None else None
+    identified = time.perf_counter() - started
+    same = dict(job.reuse or ()).get(identity) if identity is not None else None
+    if same is not None:
+        return Loaded(None, {}, {"identify": identified}, identity, reused_from=same)
     loaded = load_version(job.path, job.tags, job.signatures)
+    loaded.identity = identity
+    if identity is not None:
+        loaded.durations["identify"] = identified
     started = time.perf_counter()
     logger = log.bind(model=job.name, version=job.number)
     report = run_warmup(loaded.model, job.path, job.warmup, job.warmup_timeout,

@@ -23,9 +23,12 @@ from .contract import violations
 from .disk import Gate, list_versions
 from .errors import LoadError, TransientLoadError
 from .handles import ModelView, Served
+from .identity import files_hash
 from .loader import Loaded, LoadJob, LoadPool
+from .memory import estimate, headroom
 from .policy import aspired_versions, wanted_on_disk
 from .records import Counters, ModelRecord, VersionRecord, version_of
+from .state import FailureMemory
 from .states import ModelEvent, State, VersionStatus
 
 log = structlog.get_logger("modelswap")
@@ -42,8 +45,10 @@ class Coordinator:
     """Runs the pipeline for a set of models; see DESIGN.md for the rules it keeps."""
 
     def __init__(self, models: Sequence[ModelConfig], loader: LoaderConfig, *, settle: float,
-                 rescan_interval: float, emit: Callable[[ModelEvent], None]) -> None:
+                 rescan_interval: float, emit: Callable[[ModelEvent], None],
+                 state_dir: Path | None = None) -> None:
         self.loader_config = loader
+        self._memory = FailureMemory(state_dir)
         self.rescan_interval = rescan_interval
         self.snapshot: Mapping[str, ModelView] = MappingProxyType({})
         self.status_snapshot: Mapping[str, tuple[VersionStatus, ...]] = MappingProxyType({})
@@ -245,6 +250,8 @@ class Coordinator:
             if v is None:
                 v = m.versions[number] = VersionRecord(number, on_disk[number])
                 self._dirty.add(cfg.name)
+                if verdict.ready:
+                    self._recall_failure(m, v, verdict.signature)
             if verdict.ready:
                 v.meta, v.signature = verdict.meta, verdict.signature
                 if v.ready_at is None:
@@ -281,6 +288,19 @@ class Coordinator:
                 retire = bool(to_load | loading)
             else:
                 retire = bool(aspired & available) and not (aspired & (loading | to_load))
+                if not retire and to_load and self._needs_room(m, to_load):
+                    if self.loader_config.memory_policy == "refuse":
+                        for number in to_load:
+                            v = m.versions[number]
+                            v.failed_signature, v.retry_at = v.signature, None
+                            self._set_state(m, v, State.ERROR, "not enough memory to load it "
+                                            "beside the served version (memory_policy: refuse)",
+                                            "InsufficientMemory")
+                        to_load = frozenset()
+                    else:  # fallback: this swap retires the old version first
+                        log.info("swap_policy_fallback", model=cfg.name, to="resource",
+                                 reason="memory headroom")
+                        retire = True
             if retire:
                 for v in stale:
                     self._retire(m, v)
@@ -333,9 +353,40 @@ class Coordinator:
         v.retry_at = None
         v.durations = {}
         self._set_state(m, v, State.LOADING)
+        self._submit(m, v)
+
+    def _submit(self, m: ModelRecord, v: VersionRecord, reuse: bool = True) -> None:
         cfg = m.config
+        twins = tuple((u.identity, u.number) for u in [*m.versions.values(), *m.outgoing]
+                      if u.state is State.AVAILABLE and u.identity is not None)
         self._pool.submit(LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set,
-                                  tuple(cfg.signatures), cfg.warmup, cfg.warmup_timeout))
+                                  tuple(cfg.signatures), cfg.warmup, cfg.warmup_timeout,
+                                  reuse=twins if reuse else None))
+
+    def _recall_failure(self, m: ModelRecord, v: VersionRecord,
+                        signature: tuple[object, ...]) -> None:
+        """A version that failed in an earlier run with these same files stays ERROR until
+        they change, so a restart serves a good version first."""
+        if not self._memory.has(m.config.name, v.number):
+            return
+        entry = self._memory.recall(m.config.name, v.number, files_hash(v.path))
+        if entry is not None:
+            v.failed_signature = signature
+            self._set_state(m, v, State.ERROR, f"{entry['error']} (remembered from an earlier "
+                            "run; retried when its files change)", entry["error_type"])
+
+    def _needs_room(self, m: ModelRecord, numbers: frozenset[int]) -> bool:
+        """True when loading `numbers` beside the served versions would not fit in memory."""
+        cfg = self.loader_config
+        if cfg.memory_policy == "ignore" or not numbers:
+            return False
+        room = headroom(cfg.memory_limit)
+        need = sum(estimate(m.versions[n].path, cfg.memory_factor) for n in numbers)
+        if room is None or need <= room:
+            return False
+        log.warning("memory_headroom_short", model=m.config.name, versions=sorted(numbers),
+                    estimate_bytes=need, headroom_bytes=room, policy=cfg.memory_policy)
+        return True
 
     def _contract_breaks(self, m: ModelRecord, numbers: frozenset[int]) -> set[int]:
         """Refuse (ERROR) the versions in `numbers` that break the served version's
@@ -382,11 +433,27 @@ class Coordinator:
                 v.retry_at = None
                 v.failed_signature = v.signature  # the files this load started from
                 self._set_state(m, v, State.ERROR, str(result), error_type)
+                if self._memory.enabled:
+                    self._memory.remember(name, number, files_hash(v.path), error_type,
+                                          str(result))
             return
         if number not in m.aspired:
             log.info("load_discarded", model=name, version=number, reason="superseded")
             del m.versions[number]
             return
+        model, signatures = result.model, result.signatures
+        if result.reused_from is not None:
+            twin = next((u for u in [*m.versions.values(), *m.outgoing]
+                         if u.number == result.reused_from and u.served is not None
+                         and u.state is State.AVAILABLE), None)
+            if twin is None or twin.served is None:  # retired meanwhile: load it after all
+                self._submit(m, v, reuse=False)
+                return
+            model, signatures = twin.served.model, twin.served.signatures
+            log.info("version_reused", model=name, version=number, same_as=twin.number,
+                     identity=result.identity)
+        self._memory.forget(name, number)
+        v.identity = result.identity
         v.retries = 0
         now = time.monotonic()
         v.durations = dict(result.durations)
@@ -398,8 +465,7 @@ class Coordinator:
             if v.ready_at is not None:
                 v.durations["gate_wait"] = max(v.ready_at - first_event, 0.0)
         self.counters.swaps += 1
-        v.served = Served(name, number, v.path, result.model, result.signatures,
-                          self._released)
+        v.served = Served(name, number, v.path, model, signatures, self._released)
         self._set_state(m, v, State.AVAILABLE)
 
     def _retire(self, m: ModelRecord, v: VersionRecord) -> None:

@@ -32,6 +32,7 @@ class VersionRecord:
     durations: dict[str, float] = field(default_factory=dict)
     ready_at: float | None = None  # monotonic: when the gate first passed it
     signature: tuple[object, ...] | None = None  # the files the gate last passed
+    identity: str | None = None  # content identity of the loaded files (for reuse)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 
 from .config import Config, load_config
@@ -29,6 +30,14 @@ from .states import State, VersionStatus
 HEALTHY_WITHIN = 5 * HEARTBEAT_INTERVAL  # seconds since the coordinator's last loop
 
 
+def state_dir(config: Config) -> Path | None:
+    """`service.state_dir`, else systemd's $STATE_DIRECTORY (first entry), else None."""
+    if config.service.state_dir is not None:
+        return config.service.state_dir
+    from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(from_systemd) if from_systemd else None
+
+
 class ModelSwap:
     """Watches the configured models and serves the newest good version of each.
 
@@ -46,7 +55,8 @@ class ModelSwap:
         self._consumers = Consumers(self)
         self._coordinator = Coordinator(
             config.models, config.loader, settle=config.watch.settle,
-            rescan_interval=config.watch.rescan_interval, emit=self._dispatcher.emit)
+            rescan_interval=config.watch.rescan_interval, emit=self._dispatcher.emit,
+            state_dir=state_dir(config))
         self._source = Source({m.name: m.base_path for m in config.models},
                               self._coordinator.hint, mode=config.watch.mode,
                               poll_interval=config.watch.poll_interval)

@@ -1,0 +1,68 @@
+"""Failure memory across restarts: a small JSON file in `service.state_dir`, written
+atomically, so a version that failed with identical files (same content hash) is not
+retried first on every restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("modelswap.state")
+FILE = "failures.json"
+
+
+class FailureMemory:
+    """{model: {version: {identity, error_type, error}}}; a no-op without a directory."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self._path = directory / FILE if directory is not None else None
+        self._data: dict[str, dict[str, dict[str, str]]] = {}
+        if self._path is not None and self._path.exists():
+            try:
+                loaded: Any = json.loads(self._path.read_text(encoding="utf-8"))
+                if isinstance(loaded, dict):
+                    self._data = {m: v for m, v in loaded.items() if isinstance(v, dict)}
+            except (OSError, ValueError) as exc:
+                log.warning("state_unreadable", path=str(self._path), error=str(exc))
+
+    @property
+    def enabled(self) -> bool:
+        return self._path is not None
+
+    def has(self, model: str, version: int) -> bool:
+        return str(version) in self._data.get(model, {})
+
+    def recall(self, model: str, version: int, identity: str) -> dict[str, str] | None:
+        """The remembered failure of these exact files, if any."""
+        entry = self._data.get(model, {}).get(str(version))
+        return entry if entry and entry.get("identity") == identity else None
+
+    def remember(self, model: str, version: int, identity: str, error_type: str,
+                 error: str) -> None:
+        entry = {"identity": identity, "error_type": error_type, "error": error}
+        if self._data.get(model, {}).get(str(version)) != entry:
+            self._data.setdefault(model, {})[str(version)] = entry
+            self._save()
+
+    def forget(self, model: str, version: int) -> None:
+        if self._data.get(model, {}).pop(str(version), None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".failures-", dir=self._path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self._data, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._path)
+        except OSError as exc:
+            log.warning("state_not_saved", path=str(self._path), error=str(exc))

@@ -17,15 +17,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from .config import Config
-from .handles import ModelView, Served
 from .metrics import Metrics
 from .states import State, VersionStatus
+
+if TYPE_CHECKING:
+    from .manager import Coordinator
+    from .source import Source
+    from .swap import ModelSwap
 
 __all__ = ["ERROR_CODES", "TF_STATES", "StatusServer", "tf_model_status"]
 
@@ -64,32 +67,6 @@ _ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"/readyz/?"), "readyz"),
     (re.compile(r"/metrics/?"), "metrics"),
 )
-
-
-class _Coordinator(Protocol):
-    @property
-    def snapshot(self) -> Mapping[str, ModelView]: ...
-    @property
-    def status_snapshot(self) -> Mapping[str, tuple[VersionStatus, ...]]: ...
-    @property
-    def served_versions(self) -> tuple[Served, ...]: ...
-    @property
-    def heartbeat(self) -> float: ...
-    @property
-    def alive(self) -> bool: ...
-
-
-class _Source(Protocol):
-    def alive(self) -> bool: ...
-
-
-class _Swap(Protocol):
-    """The verdicts come from the ModelSwap, so HTTP and sd_notify always agree."""
-
-    @property
-    def config(self) -> Config: ...
-    def ready(self, when: str | None = None) -> bool: ...
-    def healthy(self) -> bool: ...
 
 
 class NotFound(LookupError):
@@ -136,8 +113,8 @@ class StatusServer:
     """Serves the routes of README's "Observability" section on `address` ((host, port);
     port 0 picks a free one: see `address` once started)."""
 
-    def __init__(self, address: tuple[str, int], *, swap: _Swap, coordinator: _Coordinator,
-                 source: _Source, metrics: Metrics) -> None:
+    def __init__(self, address: tuple[str, int], *, swap: ModelSwap, coordinator: Coordinator,
+                 source: Source, metrics: Metrics) -> None:
         self._swap = swap
         self._coordinator = coordinator
         self._source = source

@@ -8,8 +8,8 @@ and failures are observed from the `ModelEvent`s subscribers receive.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -19,9 +19,10 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from .handles import ModelView, Served
-from .records import Counters
-from .states import ModelEvent, State, VersionStatus
+from .states import ModelEvent, State
+
+if TYPE_CHECKING:
+    from .manager import Coordinator
 
 __all__ = ["DURATION_BUCKETS", "Metrics"]
 
@@ -32,23 +33,10 @@ STAGES = ("validate", "load", "warmup")  # ModelEvent.durations keys → stage l
 DETECT_FROM = {"ready_to_available": "ready", "event_to_available": "event"}
 
 
-class _Coordinator(Protocol):
-    """What the scrape-time collector reads from the coordinator (all published, read-only)."""
-
-    @property
-    def snapshot(self) -> Mapping[str, ModelView]: ...
-    @property
-    def status_snapshot(self) -> Mapping[str, tuple[VersionStatus, ...]]: ...
-    @property
-    def counters(self) -> Counters: ...
-    @property
-    def served_versions(self) -> tuple[Served, ...]: ...
-
-
 class _StateCollector(Collector):
     """Version states, served versions, handles and the coordinator's counters, at scrape time."""
 
-    def __init__(self, coordinator: _Coordinator, hook_errors: Callable[[], int],
+    def __init__(self, coordinator: Coordinator, hook_errors: Callable[[], int],
                  consumer_errors: Callable[[], int]) -> None:
         self._coordinator = coordinator
         self._hook_errors = hook_errors
@@ -113,7 +101,7 @@ class Metrics:
     """The metrics of one ModelSwap on a private `CollectorRegistry`, so several instances
     (and tests) never collide. Subscribe `observe` to the ModelSwap's events."""
 
-    def __init__(self, coordinator: _Coordinator, *, hook_errors: Callable[[], int],
+    def __init__(self, coordinator: Coordinator, *, hook_errors: Callable[[], int],
                  consumer_errors: Callable[[], int] = lambda: 0,
                  models: Iterable[str] = ()) -> None:
         self.registry = registry = CollectorRegistry()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,6 +25,8 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .units import parse_duration, parse_size
+from .yamlpos import KeyPath, line_for, load_yaml, render
 
 __all__ = [
     "Config", "HooksConfig", "HttpConfig", "LoaderConfig", "LoggingConfig", "ModelConfig",
@@ -34,37 +34,8 @@ __all__ = [
     "parse_duration",
 ]
 
-KeyPath = tuple[Any, ...]
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
-_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_MAX_DURATION = 1e9  # ~31 years; larger values overflow threading timeouts
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 _T = TypeVar("_T", str, int)
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number (>= 0) or a string like "200ms", "2s", "1.5 s", "5m", "1h"."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"expected a duration like 2s, 200ms, 5m or a number of seconds, "
-                         f"got {type(value).__name__}")
-    if isinstance(value, str):
-        match = _DURATION_RE.fullmatch(value.strip())
-        if value.strip().startswith("-"):
-            raise ValueError(f"duration must be >= 0, got {value!r}")
-        if match is None:
-            raise ValueError(f"invalid duration {value!r}: expected e.g. 2s, 200ms, 1.5s, 5m, 1h")
-        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    else:
-        try:
-            seconds = float(value)
-        except OverflowError:
-            seconds = math.inf
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"duration must be >= 0, got {value!r}")
-    if seconds > _MAX_DURATION:
-        raise ValueError(f"duration is too large: {value!r}")
-    return seconds
 
 
 def _name(value: str) -> str:
@@ -137,28 +108,6 @@ def _sorted_unique(value: tuple[_T, ...]) -> tuple[_T, ...]:
 Name = Annotated[StrictStr, AfterValidator(_name)]
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6,
-               "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10,
-               "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def parse_size(value: object) -> int:
-    """Bytes from an integer or a string like "512MB", "2GiB", "1.5 GB"."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError("expected a size like 512MB, 2GiB or a number of bytes")
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
-        if match is None or match.group(2).lower() not in _SIZE_UNITS:
-            raise ValueError(f"expected a size like 512MB, 2GiB or a number of bytes, "
-                             f"got {value!r}")
-        number = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
-    else:
-        number = float(value)
-    if not 0 < number < 2**62:
-        raise ValueError(f"a size must be positive, got {value!r}")
-    return int(number)
-
-
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
@@ -328,7 +277,7 @@ class Config(BaseModel):
 
     def line_of(self, *key: str | int) -> int | None:
         """The line a key path (e.g. `"hooks", "on_error", 0`) was read from."""
-        return _line_for(tuple(key), self._lines)
+        return line_for(tuple(key), self._lines)
 
 
 _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
@@ -336,91 +285,6 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("service",): ServiceConfig, ("logging",): LoggingConfig, ("http",): HttpConfig,
     ("hooks",): HooksConfig,
 }
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases (no billion laughs, unambiguous line numbers)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not supported", event.start_mark)
-        return super().compose_node(parent, index)
-
-
-def _render(path: KeyPath) -> str:
-    """('models', 0, 'version_policy') -> 'models[0].version_policy'."""
-    out = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-    return out[1:] if out.startswith(".") else out
-
-
-def _index(loader: _Loader, root: yaml.Node, source: str) -> dict[KeyPath, int]:
-    """Map key paths to 1-based lines (a mapping entry -> its key's line); reject dup keys."""
-    lines: dict[KeyPath, int] = {(): root.start_mark.line + 1}
-    stack: list[tuple[KeyPath, yaml.Node]] = [((), root)]
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, value_node in node.value:
-                line = key_node.start_mark.line + 1
-                if key_node.tag == _MERGE_TAG:
-                    raise ConfigError("YAML merge keys (<<) are not supported", file=source,
-                                      line=line, key=_render(path) or None)
-                if not isinstance(key_node, yaml.ScalarNode):
-                    continue  # the constructor rejects unhashable keys with a mark
-                key = loader.construct_object(key_node)
-                sub = (*path, key if isinstance(key, str) else str(key))
-                if key in seen:
-                    raise ConfigError(f"duplicate key {key!r}", file=source, line=line,
-                                      key=_render(sub))
-                seen.add(key)
-                lines[sub] = line
-                stack.append((sub, value_node))
-        elif isinstance(node, yaml.ScalarNode) and len(node.value) > 1000 \
-                and node.tag == "tag:yaml.org,2002:int":
-            raise ConfigError("integer is too large", file=source,
-                              line=node.start_mark.line + 1, key=_render(path) or None)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                sub = (*path, i)
-                lines[sub] = item.start_mark.line + 1
-                stack.append((sub, item))
-    return lines
-
-
-def _load_yaml(text: str, source: str) -> tuple[object, dict[KeyPath, int]]:
-    loader: _Loader | None = None
-    try:
-        loader = _Loader(text)
-        root = loader.get_single_node()
-        if root is None:
-            return None, {}
-        lines = _index(loader, root, source)
-        return loader.construct_document(root), lines
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = " ".join(" ".join(str(p).split()) for p in (exc.context, exc.problem) if p)
-        raise ConfigError(f"invalid YAML: {message or 'syntax error'}", file=source,
-                          line=mark.line + 1 if mark else None) from None
-    except yaml.reader.ReaderError as exc:
-        raise ConfigError(f"invalid YAML: character #x{exc.character:04x}: {exc.reason}",
-                          file=source, line=text.count("\n", 0, exc.position) + 1) from None
-    except RecursionError:
-        raise ConfigError("invalid YAML: nested too deeply", file=source) from None
-    except (yaml.YAMLError, ValueError, OverflowError) as exc:
-        raise ConfigError(f"invalid YAML: {' '.join(str(exc).split())}", file=source) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _line_for(loc: KeyPath, lines: dict[KeyPath, int]) -> int | None:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return None
 
 
 def _describe(err: Mapping[str, Any]) -> str:
@@ -446,8 +310,8 @@ def _describe(err: Mapping[str, Any]) -> str:
 def _validate(data: object, source: str, lines: dict[KeyPath, int], base_dir: Path) -> Config:
     def fail(message: str, loc: KeyPath, extra: int = 0) -> ConfigError:
         more = f" (and {extra} more)" if extra else ""
-        return ConfigError(message + more, file=source, line=_line_for(loc, lines),
-                           key=_render(loc) or None)
+        return ConfigError(message + more, file=source, line=line_for(loc, lines),
+                           key=render(loc) or None)
 
     if data is None:
         raise ConfigError("the config is empty; expected a mapping with a 'models' list",
@@ -479,7 +343,7 @@ def parse_config(text: str, source: str = "<string>", base_dir: Path | None = No
     """Parse and validate YAML text; relative paths resolve against `base_dir` (default cwd)."""
     if not isinstance(text, str):
         raise ConfigError(f"expected YAML text, got {type(text).__name__}", file=source)
-    data, lines = _load_yaml(text, source)
+    data, lines = load_yaml(text, source)
     return _validate(data, source, lines, Path(os.path.abspath(base_dir or Path.cwd())))
 
 

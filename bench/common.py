@@ -62,13 +62,13 @@ def med(values: Iterable[float]) -> float:
 
 
 def spread(values: Sequence[float], scale: float = 1.0, fmt: str = "{:.2f}") -> str:
-    """"median [min–max] (n=…)" of `values` times `scale`."""
+    """"median [min-max] (n=…)" of `values` times `scale`."""
     if not values:
         return "no data"
     vals = [v * scale for v in values]
     if len(vals) == 1:
         return fmt.format(vals[0])
-    return (f"{fmt.format(med(vals))} [{fmt.format(min(vals))}–{fmt.format(max(vals))}]"
+    return (f"{fmt.format(med(vals))} [{fmt.format(min(vals))}-{fmt.format(max(vals))}]"
             f" n={len(vals)}")
 
 
@@ -77,7 +77,7 @@ def ms(seconds: float) -> str:
 
 
 def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}×" if b else "—"
+    return f"{a / b:.2f}x" if b else "—"
 
 
 def verdict(ok: bool) -> str:
@@ -100,7 +100,26 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
             f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-            f"load average at start {load:.2f}")
+            f"load average at start {load:.2f}; modelswap {_revision()}")
+
+
+def _revision() -> str:
+    """The daemon code measured: MODELSWAP_BENCH_REV, else its git commit (+ dirty)."""
+    import subprocess
+
+    import modelswap
+
+    if os.environ.get("MODELSWAP_BENCH_REV"):
+        return os.environ["MODELSWAP_BENCH_REV"]
+    where = Path(modelswap.__file__).parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "."], cwd=where, text=True,
+                               capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"from {where}"
+    return f"{rev}{' + uncommitted changes' if dirty else ''}"
 
 
 # -- configs ------------------------------------------------------------------------------

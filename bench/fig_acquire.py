@@ -70,15 +70,16 @@ def figure2(ctx: Context) -> list[Row]:
             acq1.append(_loop_ns(acquired, n))
             lock8.append(_threaded_ns(locked, n, 8))
             acq8.append(_threaded_ns(acquired, n, 8))
-    ctx.note(f"fig 2: ns/op empty loop {spread(loop, fmt='{:.0f}')}; lock {spread(lock1, fmt='{:.0f}')}; "
-             f"acquire+release {spread(acq1, fmt='{:.0f}')}; 8 threads: lock "
-             f"{spread(lock8, fmt='{:.0f}')}, acquire {spread(acq8, fmt='{:.0f}')}")
+    f0 = "{:.0f}"
+    ctx.note(f"fig 2: ns/op empty loop {spread(loop, fmt=f0)}; lock {spread(lock1, fmt=f0)}; "
+             f"acquire+release {spread(acq1, fmt=f0)}; 8 threads: lock "
+             f"{spread(lock8, fmt=f0)}, acquire {spread(acq8, fmt=f0)}")
     a1, l1, a8, l8 = med(acq1), med(lock1), med(acq8), med(lock8)
     flat = a8 / a1
     return [
-        Row("2 acquire()+release, 1 thread", f"{a1:.0f} ns", "≤ 5× lock",
-            f"`with Lock():` {l1:.0f} ns", f"{a1 / l1:.1f}×", verdict(a1 <= 5 * l1)),
+        Row("2 acquire()+release, 1 thread", f"{a1:.0f} ns", "≤ 5x lock",
+            f"`with Lock():` {l1:.0f} ns", f"{a1 / l1:.1f}x", verdict(a1 <= 5 * l1)),
         Row("2 acquire()+release, 8 threads at once (aggregate ns/op)",
-            f"{a8:.0f} ns ({flat:.2f}× 1 thread)", "flat: ≤ 1.5× 1 thread",
-            f"8 threads on one Lock {l8:.0f} ns", f"{a8 / l8:.1f}×", verdict(flat <= 1.5)),
+            f"{a8:.0f} ns ({flat:.2f}x 1 thread)", "flat: ≤ 1.5x 1 thread",
+            f"8 threads on one Lock {l8:.0f} ns", f"{a8 / l8:.1f}x", verdict(flat <= 1.5)),
     ]

@@ -61,7 +61,7 @@ def _child(root: Path, n: int, mode: str, seconds: float) -> dict[str, float]:
             c0, t0 = _cpu(), time.monotonic()
             time.sleep(seconds)
             c1, t1 = _cpu(), time.monotonic()
-            out["threads"] = threading.active_count()
+            out["threads"] = float(threading.active_count())
     out["cpu_s_per_min"] = (c1 - c0) / (t1 - t0) * 60
     out["window_s"] = t1 - t0
     return out
@@ -95,13 +95,13 @@ def figure6(ctx: Context) -> list[Row]:
              f"(inotify) / {poll['all_available_s']:.1f} s (poll); threads "
              f"{inotify['threads']:.0f} (inotify) / {poll['threads']:.0f} (poll); "
              f"windows {inotify['window_s']:.0f} s")
-    i, p, t = inotify["cpu_s_per_min"], poll["cpu_s_per_min"], tfs["cpu_s_per_min"]
+    ci, cp, ct = inotify["cpu_s_per_min"], poll["cpu_s_per_min"], tfs["cpu_s_per_min"]
     return [
-        Row(f"6 idle CPU, {n} models watched, inotify", f"{i:.3f} s CPU/min", "report",
-            f"poll mode {p:.2f} s/min", f"{i / p:.3f}×" if p else "—", INFO),
-        Row(f"6 idle CPU, {n} models watched, poll mode (1 s)", f"{p:.2f} s CPU/min",
-            "report", f"TF Serving poll EMULATION {t:.3f} s/min (lists base paths only)",
-            f"{p / t:.1f}×" if t else "—", INFO),
+        Row(f"6 idle CPU, {n} models watched, inotify", f"{ci:.3f} s CPU/min", "report",
+            f"poll mode {cp:.2f} s/min", f"{ci / cp:.3f}x" if cp else "—", INFO),
+        Row(f"6 idle CPU, {n} models watched, poll mode (1 s)", f"{cp:.2f} s CPU/min",
+            "report", f"TF Serving poll EMULATION {ct:.3f} s/min (lists base paths only)",
+            f"{cp / ct:.1f}x" if ct else "—", INFO),
     ]
 
 

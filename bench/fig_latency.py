@@ -114,6 +114,7 @@ def _run_floor(ctx: Context, counts: tuple[int, ...], reps: int) -> Result:
     """Consumers as above, but the big model is loaded by a plain tf.saved_model.load in a
     thread (no modelswap in the load path): TensorFlow's own impact."""
     import tensorflow as tf
+
     from modelswap import ModelSwap
 
     base = ctx.work / "fig3-floor" / "tiny"
@@ -146,7 +147,7 @@ def _run_floor(ctx: Context, counts: tuple[int, ...], reps: int) -> Result:
 
 
 def _describe(r: Result, n: int) -> str:
-    return (f"p99 {r.rel(n):.1f}× steady ({ms(r.get(n, 'p99'))} vs "
+    return (f"p99 {r.rel(n):.1f}x steady ({ms(r.get(n, 'p99'))} vs "
             f"{ms(r.get(n, 'steady_p99'))}), worst {ms(r.get(n, 'worst'))}")
 
 
@@ -162,14 +163,14 @@ def figure3(ctx: Context) -> tuple[list[Row], list[Result]]:
         rel, worst = shipped.rel(n), shipped.get(n, "worst")
         rows.append(Row(
             f"3 consumer p99 during {label} swap, {n} consumer thread{'s' * (n > 1)}",
-            f"{rel:.1f}× steady ({ms(shipped.get(n, 'p99'))} vs "
-            f"{ms(shipped.get(n, 'steady_p99'))})", "≤ 3× steady p99",
-            f"floor (plain load): {floor.rel(n):.1f}×", f"{rel / floor.rel(n):.2f}×",
+            f"{rel:.1f}x steady ({ms(shipped.get(n, 'p99'))} vs "
+            f"{ms(shipped.get(n, 'steady_p99'))})", "≤ 3x steady p99",
+            f"floor (plain load): {floor.rel(n):.1f}x", f"{rel / floor.rel(n):.2f}x",
             PASS if rel <= 3 else FAIL))
         rows.append(Row(
             f"3 worst consumer call during swap, {n} thread{'s' * (n > 1)}", ms(worst),
             "≤ 50 ms", f"floor: {ms(floor.get(n, 'worst'))}",
-            f"{worst / floor.get(n, 'worst'):.2f}×", PASS if worst <= 0.050 else FAIL))
+            f"{worst / floor.get(n, 'worst'):.2f}x", PASS if worst <= 0.050 else FAIL))
     failed = sum(int(shipped.get(n, "failures")) for n in counts)
     calls = sum(s.calls for n in counts for s in shipped.samples.get(n, []))
     rows.append(Row("3 failed consumer calls during swaps", f"{failed} of {calls}", "0",
@@ -180,14 +181,15 @@ def figure3(ctx: Context) -> tuple[list[Row], list[Result]]:
             rows.append(Row(
                 f"3 EXPERIMENT (bench-only patch) {r.name}, {n} thr",
                 _describe(r, n) + f", swap {r.get(n, 'load'):.2f} s",
-                "≤ 3×, ≤ 50 ms", f"as shipped: {_describe(shipped, n)}, swap "
-                f"{shipped.get(n, 'load'):.2f} s", f"{r.rel(n) / shipped.rel(n):.2f}×",
+                "≤ 3x, ≤ 50 ms", f"as shipped: {_describe(shipped, n)}, swap "
+                f"{shipped.get(n, 'load'):.2f} s", f"{r.rel(n) / shipped.rel(n):.2f}x",
                 PASS if ok else INFO + " (miss)"))
     for r in [floor, *results]:
         for n in counts:
             ctx.note(f"fig 3 [{r.name}] {n} thr: {_describe(r, n)}; swap/load "
                      f"{r.get(n, 'load'):.2f} s; longest GC pause in window "
-                     f"{ms(r.get(n, 'gc_worst'))}; failures {int(r.get(n, 'failures'))}; "
+                     f"{ms(r.get(n, 'gc_worst'))} (generations "
+                     f"{[s.gc_gen for s in r.samples[n]]}); failures {int(r.get(n, 'failures'))}; "
                      f"per-rep p99 ms {[round(s.p99 * 1e3, 2) for s in r.samples[n]]}, "
                      f"worst ms {[round(s.worst * 1e3, 1) for s in r.samples[n]]}")
     return rows, [floor, *results]

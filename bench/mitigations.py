@@ -1,8 +1,9 @@
 """BENCH-ONLY EXPERIMENTS: prototypes of daemon changes that reduce the GIL impact of loads.
 
 Nothing here changes the daemon's source. Each mitigation monkeypatches
-`modelswap.loader.load_version` (the function the load pool's workers call) or the process's
-garbage collector for the duration of one experiment, and `undo()` restores everything.
+`modelswap.loader.run_job` (what a load-pool worker calls for one version: contract check,
+load, warmup; `load_version` on older daemons) or the process's garbage collector for the
+duration of one experiment, and `undo()` restores everything.
 The patches recommended to the daemon are written out in bench/README_SECTION.md.
 """
 
@@ -24,21 +25,23 @@ class Mitigation:
     switch_interval: float | None = None  # seconds, while any load runs
     nice: int | None = None  # loader thread niceness during its load
     gc_freeze: bool = False  # gc.collect(); gc.freeze() before models load (at start-up)
+    freeze_loaded: bool = False  # gc.freeze() after every load: the GC never walks models
 
     def apply(self) -> Callable[[], None]:
         """Install the experiment; returns `undo`."""
         import modelswap.loader as loader
 
-        original = loader.load_version
-        if self.switch_interval is not None or self.nice is not None:
-            loader.load_version = _wrap(original, self)  # type: ignore[assignment]
+        attr = "run_job" if hasattr(loader, "run_job") else "load_version"
+        original = getattr(loader, attr)
+        if self.switch_interval is not None or self.nice is not None or self.freeze_loaded:
+            setattr(loader, attr, _wrap(original, self))
         if self.gc_freeze:
             gc.collect()
             gc.freeze()
 
         def undo() -> None:
-            loader.load_version = original  # type: ignore[assignment]
-            if self.gc_freeze:
+            setattr(loader, attr, original)
+            if self.gc_freeze or self.freeze_loaded:
                 gc.unfreeze()
                 gc.collect()
 
@@ -55,6 +58,10 @@ ALL = (
     Mitigation("gc.freeze() + switch 1 ms", gc_freeze=True, switch_interval=0.001),
 )
 BEST = ALL[-1]
+# not in ALL (run by hand): also freeze each loaded version, so no collection walks models;
+# a retired version is then freed by reference counting only (cycles in it would leak)
+FREEZE_LOADED = Mitigation("gc.freeze() at start-up and after each load + switch 1 ms",
+                           gc_freeze=True, switch_interval=0.001, freeze_loaded=True)
 QUICK = (SHIPPED, BEST)
 
 _lock = threading.Lock()
@@ -94,15 +101,18 @@ def _niceness(value: int) -> Iterator[None]:
 
 
 def _wrap(original: Callable[..., Any], m: Mitigation) -> Callable[..., Any]:
-    def load_version(*args: Any, **kwargs: Any) -> Any:
+    def patched(*args: Any, **kwargs: Any) -> Any:
         with contextlib.ExitStack() as stack:
             if m.nice is not None:
                 stack.enter_context(_niceness(m.nice))
             if m.switch_interval is not None:
                 stack.enter_context(_switch_interval(m.switch_interval))
-            return original(*args, **kwargs)
+            result = original(*args, **kwargs)
+        if m.freeze_loaded:
+            gc.freeze()
+        return result
 
-    return load_version
+    return patched
 
 
 class GcPauses:

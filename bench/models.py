@@ -87,7 +87,10 @@ def _resnet(seed: int) -> object:
     import keras
 
     keras.utils.set_random_seed(seed)
-    return keras.applications.ResNet50(weights=None)
+    # a named input: Keras otherwise numbers it per process (keras_tensor_9, _186, ...), and
+    # versions whose input names differ break the signature contract (issue 5)
+    return keras.applications.ResNet50(weights=None,
+                                       input_tensor=keras.Input((224, 224, 3), name="x"))
 
 
 def _child(root: Path, quick: bool) -> None:

@@ -120,7 +120,11 @@ def read_index(
     decoded with "surrogateescape". Raises OSError if the file cannot be read and
     BundleIndexError if its content does not parse.
     """
-    buf = Path(index_path).read_bytes()
+    # non-blocking open: a FIFO (or device) named like the index must not block the gate
+    with os.fdopen(os.open(index_path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BundleIndexError("not a regular file")
+        buf = f.read()
     if not buf:
         raise BundleIndexError("empty file")
     if len(buf) < _FOOTER_LEN:

@@ -191,6 +191,7 @@ class LoaderConfig(BaseModel):
     memory_policy: Literal["fallback", "refuse", "ignore"] = "fallback"
     memory_factor: Annotated[float, Field(gt=0, le=100)] = 1.5
     memory_limit: Size | None = None
+    gc_freeze: StrictBool = True
 
 
 class ServiceConfig(BaseModel):

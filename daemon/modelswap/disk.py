@@ -40,7 +40,7 @@ def list_versions(base: Path) -> tuple[dict[int, Path], list[str]]:
     with os.scandir(base) as entries:
         for entry in entries:
             number = parse_version(entry.name)
-            if number is not None and entry.is_dir():
+            if number is not None and _is_dir(entry):
                 found.setdefault(number, []).append(entry.name)
     versions: dict[int, Path] = {}
     warnings: list[str] = []
@@ -50,6 +50,15 @@ def list_versions(base: Path) -> tuple[dict[int, Path], list[str]]:
         if len(names) > 1:
             warnings.append(f"version {number} has several folders {names}; using {names[0]}")
     return versions, warnings
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """False for what is no folder, or cannot be stat'ed (a symlink loop, no permission):
+    one bad entry must not make the whole base path unreadable."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _identity(st: os.stat_result) -> Identity:
@@ -151,7 +160,8 @@ class Gate:
     def note_renamed(self, dest: Path) -> None:
         """Record that `dest` (a saved_model.pb, a version folder or a base path) was renamed in."""
         candidates = [dest] if dest.name in (PB, PBTXT) else [dest / PB, dest / PBTXT]
-        if dest.is_dir():
+        st = _stat(dest)  # (Path.is_dir raises on EACCES: this runs on the coordinator)
+        if st is not None and stat.S_ISDIR(st.st_mode):
             try:
                 with os.scandir(dest) as entries:
                     for entry in entries:
@@ -222,6 +232,10 @@ class Gate:
             return wait("saved_model.pb not there yet")
         if not stat.S_ISREG(st.st_mode):
             return Verdict(False, signature, LoadError, f"{pb.name} is not a regular file")
+        fingerprint = _stat(version_dir / "fingerprint.pb")
+        if fingerprint is not None and not stat.S_ISREG(fingerprint.st_mode):
+            # TensorFlow reads it holding the GIL: a FIFO there would freeze the process
+            return Verdict(False, signature, LoadError, "fingerprint.pb is not a regular file")
         recheck_at = self._whole(pb, st)
         if recheck_at is not None:
             return wait(f"{pb.name} written in place; settling", recheck_at)
@@ -243,11 +257,11 @@ class Gate:
             return Verdict(False, signature, TagMismatch,
                            f"no MetaGraph has tags {sorted(tags)}; the model has {have}")
         variables = version_dir / "variables"
-        if (variables / "variables.index").exists() or _needs_variables(chosen):
+        if _stat(variables / "variables.index") is not None or _needs_variables(chosen):
             reason = missing_bytes(variables)
             if reason is not None:
                 return wait(reason)
-        if marker and not (version_dir / marker).exists():
+        if marker and _stat(version_dir / marker) is None:
             return wait(f"marker {marker} missing")
         meta = MetaInfo(tag_sets, tuple(sorted(k for k in chosen.signature_def
                                                if not k.startswith("__"))),

@@ -65,3 +65,7 @@ class Untrusted(LoadError):
 
 class WarmupFailed(LoadError):
     """Warmup of a loaded version raised or timed out."""
+
+
+class LoadTimeout(LoadError):
+    """A load (with its warmup) ran past `loader.load_timeout`; its thread was abandoned."""

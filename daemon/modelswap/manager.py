@@ -361,7 +361,8 @@ class Coordinator:
                       if u.state is State.AVAILABLE and u.identity is not None)
         self._pool.submit(LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set,
                                   tuple(cfg.signatures), cfg.warmup, cfg.warmup_timeout,
-                                  reuse=twins if reuse else None))
+                                  reuse=twins if reuse else None,
+                                  load_timeout=self.loader_config.load_timeout))
 
     def _recall_failure(self, m: ModelRecord, v: VersionRecord,
                         signature: tuple[object, ...]) -> None:

@@ -77,8 +77,9 @@ def _needs_polling_cached(path: Path, device: int) -> bool:
 
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
-        if candidate.is_dir():
-            return candidate
+        with contextlib.suppress(OSError):  # EACCES: look further up
+            if candidate.is_dir():
+                return candidate
     return Path("/")
 
 

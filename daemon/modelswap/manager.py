@@ -13,21 +13,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Protocol
 
 import structlog
 
 from .config import LoaderConfig, ModelConfig
-from .contract import violations
 from .disk import Gate, list_versions
 from .errors import LoadError, TransientLoadError
 from .handles import ModelView, Served
 from .identity import files_hash
 from .loader import Loaded, LoadJob, LoadPool
-from .memory import estimate, headroom
+from .memory import shortfall
 from .policy import aspired_versions, wanted_on_disk
-from .records import Counters, ModelRecord, VersionRecord, version_of
+from .publish import Publisher
+from .records import Counters, ModelRecord, VersionRecord, log_event, version_of
 from .state import FailureMemory
 from .states import ModelEvent, State, VersionStatus
 
@@ -50,10 +49,7 @@ class Coordinator:
         self.loader_config = loader
         self._memory = FailureMemory(state_dir)
         self.rescan_interval = rescan_interval
-        self.snapshot: Mapping[str, ModelView] = MappingProxyType({})
-        self.status_snapshot: Mapping[str, tuple[VersionStatus, ...]] = MappingProxyType({})
-        self.changed = threading.Condition()
-        self._emit = emit
+        self.published = Publisher(emit)
         self._gate = Gate(settle)
         self._models = {m.name: ModelRecord(m) for m in models}
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -62,7 +58,6 @@ class Coordinator:
         self._stopped = False
         self._dirty: set[str] = set()
         self._retiring: list[tuple[ModelRecord, VersionRecord]] = []
-        self._events: list[ModelEvent] = []  # emitted once the snapshot shows them
         self._watcher: Watcher | None = None
         self._pool = LoadPool(loader.threads,
                               lambda job, result: self._queue.put(("loaded", job, result)))
@@ -70,8 +65,6 @@ class Coordinator:
                                         daemon=True)
         self.heartbeat = time.monotonic()
         self.counters = Counters()
-        # published with the snapshot: every Served not yet dropped (AVAILABLE and UNLOADING)
-        self.served_versions: tuple[Served, ...] = ()
         self._rescan_only: set[str] = set()  # models a rescan looks at with no event pending
         self._removed: dict[str, ModelRecord] = {}  # dropped by a reload, versions still held
         self.scanned = False  # every model looked at once
@@ -79,6 +72,24 @@ class Coordinator:
     @property
     def model_names(self) -> frozenset[str]:
         return frozenset(self._models)
+
+    @property
+    def snapshot(self) -> Mapping[str, ModelView]:
+        """{model: published versions}, read lock-free by `acquire()`."""
+        return self.published.snapshot
+
+    @property
+    def status_snapshot(self) -> Mapping[str, tuple[VersionStatus, ...]]:
+        return self.published.status
+
+    @property
+    def changed(self) -> threading.Condition:
+        """Notified after each publish."""
+        return self.published.changed
+
+    @property
+    def served_versions(self) -> tuple[Served, ...]:
+        return self.published.served
 
     @property
     def alive(self) -> bool:
@@ -181,23 +192,11 @@ class Coordinator:
 
     def _set_state(self, m: ModelRecord, v: VersionRecord, state: State, error: str | None = None,
                    error_type: str | None = None) -> None:
-        if (v.state, v.error, v.error_type) == (state, error, error_type):
-            return
-        previous = v.state
-        v.state, v.error, v.error_type, v.since = state, error, error_type, time.time()
-        self._dirty.add(m.config.name)
-        durations = tuple(v.durations.items()) if state is State.AVAILABLE else ()
-        event = ModelEvent(m.config.name, v.number, state, previous, v.path, error, error_type,
-                           durations)
-        fields: dict[str, Any] = {"model": event.model, "version": event.version,
-                                  "state": state.value, "previous": previous.value,
-                                  "path": str(event.path)}
-        if error:
-            fields.update(error_type=error_type, error=error)
-        fields.update({f"{k}_s": round(s, 4) for k, s in durations})
-        level = "warning" if state is State.ERROR else "info"
-        getattr(log, level)("version_state", **fields)
-        self._events.append(event)
+        event = v.transition(m.config.name, state, error, error_type)
+        if event is not None:
+            self._dirty.add(m.config.name)
+            log_event(event)
+            self.published.record(event)
 
     def _reconcile(self, m: ModelRecord, rescan: bool = False) -> None:
         cfg = m.config
@@ -277,10 +276,11 @@ class Coordinator:
         while True:
             m.aspired = aspired = aspired_versions(candidates, policy, cfg.labels)
             to_load = aspired - available - loading
-            broken = self._contract_breaks(m, to_load)
+            broken = m.contract_breaks(to_load)
             if not broken:
                 break
-            candidates -= broken
+            self._refuse(m, broken, "SignatureMismatch")
+            candidates -= set(broken)
         stale = [m.versions[n] for n in sorted(available - aspired)]
         stale += [v for v in m.outgoing if v.state is State.AVAILABLE]
         if stale and aspired:
@@ -290,12 +290,9 @@ class Coordinator:
                 retire = bool(aspired & available) and not (aspired & (loading | to_load))
                 if not retire and to_load and self._needs_room(m, to_load):
                     if self.loader_config.memory_policy == "refuse":
-                        for number in to_load:
-                            v = m.versions[number]
-                            v.failed_signature, v.retry_at = v.signature, None
-                            self._set_state(m, v, State.ERROR, "not enough memory to load it "
-                                            "beside the served version (memory_policy: refuse)",
-                                            "InsufficientMemory")
+                        self._refuse(m, dict.fromkeys(to_load, "not enough memory to load it "
+                                     "beside the served version (memory_policy: refuse)"),
+                                     "InsufficientMemory")
                         to_load = frozenset()
                     else:  # fallback: this swap retires the old version first
                         log.info("swap_policy_fallback", model=cfg.name, to="resource",
@@ -319,10 +316,10 @@ class Coordinator:
         wanted = {m.name: m for m in models}
         for name in sorted(set(self._models) - set(wanted)):
             old = self._models.pop(name)
-            for v in [*old.versions.values(), *old.outgoing]:
+            for v in old.records():
                 if v.state is State.AVAILABLE:
                     self._retire(old, v)
-            if any(v.state is State.UNLOADING for v in [*old.versions.values(), *old.outgoing]):
+            if any(v.state is State.UNLOADING for v in old.records()):
                 self._removed[name] = old
             self._dirty.add(name)
             log.info("model_removed", model=name)
@@ -339,7 +336,7 @@ class Coordinator:
                 current.config = cfg
                 log.info("model_changed", model=name, reload_versions=False)
             else:
-                keep = [v for v in [*current.versions.values(), *current.outgoing]
+                keep = [v for v in current.records()
                         if v.state in (State.AVAILABLE, State.UNLOADING)]
                 self._models[name] = ModelRecord(cfg, outgoing=keep)
                 log.info("model_changed", model=name, reload_versions=True)
@@ -357,7 +354,7 @@ class Coordinator:
 
     def _submit(self, m: ModelRecord, v: VersionRecord, reuse: bool = True) -> None:
         cfg = m.config
-        twins = tuple((u.identity, u.number) for u in [*m.versions.values(), *m.outgoing]
+        twins = tuple((u.identity, u.number) for u in m.records()
                       if u.state is State.AVAILABLE and u.identity is not None)
         self._pool.submit(LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set,
                                   tuple(cfg.signatures), cfg.warmup, cfg.warmup_timeout,
@@ -379,39 +376,20 @@ class Coordinator:
     def _needs_room(self, m: ModelRecord, numbers: frozenset[int]) -> bool:
         """True when loading `numbers` beside the served versions would not fit in memory."""
         cfg = self.loader_config
-        if cfg.memory_policy == "ignore" or not numbers:
-            return False
-        room = headroom(cfg.memory_limit)
-        need = sum(estimate(m.versions[n].path, cfg.memory_factor) for n in numbers)
-        if room is None or need <= room:
-            return False
-        log.warning("memory_headroom_short", model=m.config.name, versions=sorted(numbers),
-                    estimate_bytes=need, headroom_bytes=room, policy=cfg.memory_policy)
-        return True
+        short = None if cfg.memory_policy == "ignore" else shortfall(
+            [m.versions[n].path for n in numbers], cfg.memory_factor, cfg.memory_limit)
+        if short is not None:
+            log.warning("memory_headroom_short", model=m.config.name, versions=sorted(numbers),
+                        estimate_bytes=short[0], headroom_bytes=short[1],
+                        policy=cfg.memory_policy)
+        return short is not None
 
-    def _contract_breaks(self, m: ModelRecord, numbers: frozenset[int]) -> set[int]:
-        """Refuse (ERROR) the versions in `numbers` that break the served version's
-        signature contract, from their parsed saved_model.pb: before any load or
-        retirement. Older versions are rollbacks and are not checked."""
-        served = max((u for u in [*m.versions.values(), *m.outgoing]
-                      if u.state is State.AVAILABLE and u.meta is not None),
-                     key=lambda u: u.number, default=None)
-        if served is None or served.meta is None or m.config.contract == "off":
-            return set()
-        broken = set()
-        for number in sorted(numbers):
+    def _refuse(self, m: ModelRecord, numbers: Mapping[int, str], error_type: str) -> None:
+        """ERROR without a load: final until the version's files change."""
+        for number, reason in numbers.items():
             v = m.versions[number]
-            if number < served.number or v.meta is None:
-                continue
-            found = violations(served.meta.signature_io, v.meta.signature_io,
-                               m.config.contract)
-            if found:
-                broken.add(number)
-                v.failed_signature, v.retry_at = v.signature, None
-                self._set_state(m, v, State.ERROR, f"breaks the {m.config.contract!r} contract "
-                                f"of served version {served.number}: " + " | ".join(found),
-                                "SignatureMismatch")
-        return broken
+            v.failed_signature, v.retry_at = v.signature, None
+            self._set_state(m, v, State.ERROR, reason, error_type)
 
     def _on_loaded(self, job: LoadJob, result: Loaded | LoadError) -> None:
         name, number, token = job.name, job.number, job.token
@@ -444,7 +422,7 @@ class Coordinator:
             return
         model, signatures = result.model, result.signatures
         if result.reused_from is not None:
-            twin = next((u for u in [*m.versions.values(), *m.outgoing]
+            twin = next((u for u in m.records()
                          if u.number == result.reused_from and u.served is not None
                          and u.state is State.AVAILABLE), None)
             if twin is None or twin.served is None:  # retired meanwhile: load it after all
@@ -501,26 +479,8 @@ class Coordinator:
         self._dirty = set()
         if not names:
             return
-        snapshot = dict(self.snapshot)
-        status = dict(self.status_snapshot)
-        for name in names:
-            m = self._models.get(name)
-            if m is None:
-                snapshot.pop(name, None)
-                status.pop(name, None)
-                continue
-            snapshot[name] = m.view()
-            status[name] = m.status()
-        with self.changed:
-            self.snapshot = MappingProxyType(snapshot)
-            self.status_snapshot = MappingProxyType(status)
-            self.served_versions = tuple(
-                v.served for m in [*self._models.values(), *self._removed.values()]
-                for v in [*m.versions.values(), *m.outgoing] if v.served is not None)
-            self.changed.notify_all()
-        events, self._events = self._events, []
-        for event in events:
-            self._emit(event)
+        self.published.publish(self._models, names,
+                               [*self._models.values(), *self._removed.values()])
         retiring, self._retiring = self._retiring, []
         for _m, v in retiring:
             if v.served is not None and v.served.retire():
@@ -531,7 +491,7 @@ class Coordinator:
     def _shutdown(self) -> None:
         self._stopped = True
         for m in self._models.values():
-            for v in [*m.versions.values(), *m.outgoing]:
+            for v in m.records():
                 if v.state is State.AVAILABLE:
                     self._retire(m, v)
         self._publish(set(self._models))

@@ -71,3 +71,10 @@ def headroom(limit: int | None = None) -> int | None:
         return limit - _rss()
     known = [v for v in (_cgroup_headroom(), _mem_available()) if v is not None]
     return min(known) if known else None
+
+
+def shortfall(paths: list[Path], factor: float, limit: int | None) -> tuple[int, int] | None:
+    """(estimate, headroom) in bytes when loading `paths` would not fit, else None."""
+    room = headroom(limit)
+    need = sum(estimate(path, factor) for path in paths)
+    return (need, room) if room is not None and need > room else None

@@ -6,11 +6,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
+
+import structlog
 
 from .config import ModelConfig
+from .contract import violations
 from .disk import MetaInfo, parse_version
 from .handles import ModelView, Served
-from .states import State, VersionStatus
+from .states import ModelEvent, State, VersionStatus
+
+log = structlog.get_logger("modelswap")
 
 
 @dataclass
@@ -34,6 +40,30 @@ class VersionRecord:
     signature: tuple[object, ...] | None = None  # the files the gate last passed
     identity: str | None = None  # content identity of the loaded files (for reuse)
 
+    def transition(self, model: str, state: State, error: str | None = None,
+                   error_type: str | None = None) -> ModelEvent | None:
+        """Move to `state`; the event to publish, or None when nothing changed."""
+        if (self.state, self.error, self.error_type) == (state, error, error_type):
+            return None
+        previous = self.state
+        self.state, self.error, self.error_type = state, error, error_type
+        self.since = time.time()
+        durations = tuple(self.durations.items()) if state is State.AVAILABLE else ()
+        return ModelEvent(model, self.number, state, previous, self.path, error, error_type,
+                          durations)
+
+
+def log_event(event: ModelEvent) -> None:
+    """One structlog `version_state` event per state change."""
+    fields: dict[str, Any] = {"model": event.model, "version": event.version,
+                              "state": event.state.value, "path": str(event.path),
+                              "previous": event.previous.value if event.previous else None}
+    if event.error:
+        fields.update(error_type=event.error_type, error=event.error)
+    fields.update({f"{k}_s": round(s, 4) for k, s in event.durations})
+    level = "warning" if event.state is State.ERROR else "info"
+    getattr(log, level)("version_state", **fields)
+
 
 @dataclass
 class ModelRecord:
@@ -49,6 +79,31 @@ class ModelRecord:
     # versions loaded under a previous base_path/tags/signatures: they serve until a
     # version under the new settings is available, then retire
     outgoing: list[VersionRecord] = field(default_factory=list)
+
+    def records(self) -> list[VersionRecord]:
+        """Every version record, current and outgoing."""
+        return [*self.versions.values(), *self.outgoing]
+
+    def contract_breaks(self, numbers: frozenset[int]) -> dict[int, str]:
+        """The versions in `numbers` that break the served version's signature contract
+        (from their parsed saved_model.pb), with the diff. Older versions are rollbacks and
+        are not checked."""
+        served = max((u for u in self.records()
+                      if u.state is State.AVAILABLE and u.meta is not None),
+                     key=lambda u: u.number, default=None)
+        mode = self.config.contract
+        if served is None or served.meta is None or mode == "off":
+            return {}
+        broken = {}
+        for number in sorted(numbers):
+            v = self.versions[number]
+            if number < served.number or v.meta is None:
+                continue
+            found = violations(served.meta.signature_io, v.meta.signature_io, mode)
+            if found:
+                broken[number] = (f"breaks the {mode!r} contract of served version "
+                                  f"{served.number}: " + " | ".join(found))
+        return broken
 
     def find(self, served: Served) -> VersionRecord | None:
         """The record holding `served`."""

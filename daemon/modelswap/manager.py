@@ -8,6 +8,7 @@ coordinator publishes a new immutable snapshot that `acquire()` reads lock-free.
 from __future__ import annotations
 
 import heapq
+import math
 import queue
 import threading
 import time
@@ -38,6 +39,11 @@ class Watcher(Protocol):
     """What the coordinator needs from the filesystem source."""
 
     def ensure(self, name: str) -> bool: ...
+
+    def polled(self) -> frozenset[str]: ...
+
+    @property
+    def poll_interval(self) -> float: ...
 
 
 class Coordinator:
@@ -120,13 +126,16 @@ class Coordinator:
     # -- the coordinator thread ------------------------------------------------------------
     def _run(self) -> None:
         self._dirty.update(self._models)
-        next_rescan = time.monotonic() + self.rescan_interval
+        next_rescan, next_poll = time.monotonic() + self.rescan_interval, math.inf
         running = True
         while running:
             self._process()
             now = time.monotonic()
+            polled = self._watcher.polled() if self._watcher is not None else frozenset()
+            if polled and next_poll > now + self._watcher.poll_interval:  # type: ignore[union-attr]
+                next_poll = now + self._watcher.poll_interval  # type: ignore[union-attr]
             deadline = min([next_rescan, now + HEARTBEAT_INTERVAL]
-                           + [t for t, _ in self._timers[:1]])
+                           + [next_poll] * bool(polled) + [t for t, _ in self._timers[:1]])
             try:
                 batch = [self._queue.get(timeout=max(deadline - now, 0.0))]
             except queue.Empty:
@@ -143,6 +152,9 @@ class Coordinator:
                 timer = heapq.heappop(self._timers)
                 self._timer_keys.discard(timer)
                 self._dirty.add(timer[1])
+            if polled and now >= next_poll:  # poll mode: re-list those models ourselves
+                next_poll = now + self._watcher.poll_interval  # type: ignore[union-attr]
+                self._dirty.update(polled & set(self._models))
             if now >= next_rescan:
                 next_rescan = now + self.rescan_interval
                 self.counters.rescans += 1

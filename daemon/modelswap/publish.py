@@ -33,13 +33,19 @@ class Publisher:
         """Replace the views of `names` (dropping those not in `models`), wake waiters, then
         emit the queued events; `everything` are all records whose Served may be held."""
         snapshot, status = dict(self.snapshot), dict(self.status)
+        changed = bool(self._events)
         for name in names:
             m = models.get(name)
             if m is None:
-                snapshot.pop(name, None)
+                changed |= snapshot.pop(name, None) is not None
                 status.pop(name, None)
-            else:
-                snapshot[name], status[name] = m.view(), m.status()
+                continue
+            now = m.status()
+            if status.get(name) != now or name not in snapshot:  # unchanged: keep the view
+                snapshot[name], status[name] = m.view(), now
+                changed = True
+        if not changed:
+            return
         with self.changed:
             self.snapshot = MappingProxyType(snapshot)
             self.status = MappingProxyType(status)

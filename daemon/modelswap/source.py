@@ -1,9 +1,15 @@
 """Filesystem source: watchdog observers that turn events into "model X may have changed".
 
 Events are hints only (the coordinator re-lists the disk), so handlers do no I/O
-and never block. A base path that is missing is watched through its nearest
-existing parent until it appears; a base path that is deleted and re-created is
-re-watched (watchdog needs an unschedule before a re-schedule of a dead watch).
+and never block. Models in poll mode (`watch.mode: poll`, or network and FUSE
+filesystems in auto mode) get no watchdog watch: the coordinator re-lists them
+every `poll_interval` itself, which is what a polling observer would do, in one
+thread instead of one per base path (bench/ figure 6 measured watchdog's
+PollingObserver at 55x the CPU of one listing thread for 1,000 models).
+
+A base path that is missing is watched through its nearest existing parent until it
+appears; a base path that is deleted and re-created is re-watched (watchdog needs an
+unschedule before a re-schedule of a dead watch).
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
-from watchdog.observers.polling import PollingObserver
 
 log = structlog.get_logger("modelswap.source")
 
@@ -129,16 +134,16 @@ class Source(FileSystemEventHandler):
 
     def configure(self, models: Mapping[str, Path], mode: str, poll_interval: float) -> None:
         """Apply a reloaded config (call from the coordinator thread)."""
-        if poll_interval != self._poll_interval and "poll" in self._observers:
-            for name, placement in list(self._placements.items()):
-                if placement.kind == "poll":
-                    self._place(name, None)
-            with self._lock:
-                observer = self._observers.pop("poll")
-            observer.stop()
-            observer.join(timeout=5)
         self._mode, self._poll_interval = mode, poll_interval
         self.set_models(models)
+
+    @property
+    def poll_interval(self) -> float:
+        return self._poll_interval
+
+    def polled(self) -> frozenset[str]:
+        """The models the coordinator must re-list every `poll_interval`."""
+        return frozenset(name for name, p in self._placements.items() if p.kind == "poll")
 
     def alive(self) -> bool:
         """Every observer thread is running."""
@@ -186,10 +191,7 @@ class Source(FileSystemEventHandler):
     def _observer(self, kind: str) -> BaseObserver:
         observer = self._observers.get(kind)
         if observer is None:
-            if kind == "poll":
-                observer = PollingObserver(timeout=self._poll_interval)
-            else:
-                observer = InotifyObserver(generate_full_events=True)
+            observer = InotifyObserver(generate_full_events=True)
             observer.name = f"modelswap-{kind}-observer"
             observer.daemon = True
             observer.start()
@@ -199,14 +201,16 @@ class Source(FileSystemEventHandler):
     def _place(self, name: str, placement: _Placement | None) -> None:
         with self._lock:
             old = self._placements.pop(name, None)
-            if old is not None:
+            if old is not None and old.kind == "inotify":
                 watch, names = self._watches[old]
                 names.discard(name)
                 if not names:
                     del self._watches[old]
                     with contextlib.suppress(KeyError, OSError):
                         self._observers[old.kind].unschedule(watch)
-            if placement is not None:
+            if placement is not None and placement.kind == "poll":
+                self._placements[name] = placement
+            elif placement is not None:
                 if placement in self._watches:
                     self._watches[placement][1].add(name)
                 else:

@@ -25,7 +25,9 @@ class _Loader(yaml.SafeLoader):
 
 def render(path: KeyPath) -> str:
     """('models', 0, 'version_policy') -> 'models[0].version_policy'."""
-    out = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    out = "".join(f"[{p}]" if isinstance(p, int)
+                  else f"[{p!r}]" if not str(p).isprintable()  # e.g. '\n': keep one line
+                  else f".{p}" for p in path)
     return out[1:] if out.startswith(".") else out
 
 

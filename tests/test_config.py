@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings
 
+import config_cases
 from modelswap.config import (
     Config,
     VersionPolicy,
@@ -347,32 +346,35 @@ def test_ipv6_listen() -> None:
     assert cfg.http.address == ("::1", 0)
 
 
-_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-_keys = st.sampled_from(
-    ["models", "name", "base_path", "watch", "settle", "version_policy", "latest", "specific",
-     "loader", "threads", "http", "listen", "hooks", "on_error", "tags", "labels", "marker"]
-) | st.text(max_size=8)
-_documents = st.recursive(
-    _scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=5),
-    max_leaves=25,
-)
+# -- generated documents (tests/config_cases.py): valid, near-valid and garbage -----------
+# more cases: bench/soak.py --config-cases 1000
 
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(
-    st.text(max_size=200),
-    _documents.map(lambda doc: yaml.safe_dump(doc)),
-    _documents.map(lambda doc: yaml.safe_dump({"models": [doc]})),
-    st.lists(st.tuples(_keys, _documents), max_size=3).map(
-        lambda items: yaml.safe_dump({"models": [{"name": "m", "base_path": "/m", k: d}
-                                                 for k, d in items]})),
-))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config_cases.texts)
 def test_fuzz_only_config_errors(text: str) -> None:
-    try:
-        result: Any = parse_config(text, source="fuzz.yaml", base_dir=Path("/"))
-    except ConfigError as err:
-        assert err.file == "fuzz.yaml"
-        assert str(err)
-    else:
-        assert isinstance(result, Config)
+    config_cases.check_parse(text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config_cases.file_contents)
+def test_fuzz_from_yaml_and_check_in_process(tmp_path_factory: pytest.TempPathFactory,
+                                            content: bytes) -> None:
+    """ModelSwap.from_yaml: a ModelSwap or a ConfigError; the `check` command's code path:
+    exit 0 and `ok`, or exit 2 and one line, never a traceback."""
+    assume(config_cases.safe_to_import(content))
+    path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
+    path.write_bytes(content)
+    verdict = config_cases.check_from_yaml(path)
+    if verdict != "skipped":
+        assert config_cases.check_command_in_process(path) == verdict
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(config_cases.file_contents)
+def test_fuzz_check_command(tmp_path: Path, content: bytes) -> None:
+    """`modelswap check` as a process: exit 0 or 2 with one line, never a traceback."""
+    assume(config_cases.safe_to_import(content))
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    config_cases.check_command(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Exports, export_tf1
+from conftest import Exports, export_tf1, wait_until
 from daemon import DaemonProcess
 
 
@@ -200,6 +200,9 @@ service: {{stop_timeout: 5s}}
     d = DaemonProcess(path, tmp_path, env={"HOOK_OUT": str(out)})
     daemons.append(d)
     d.wait_state("m", 1, "AVAILABLE")
+    consumed = Path(str(out) + ".consumer")
+    wait_until(lambda: consumed.exists() and "1" in consumed.read_text().split(),
+               what="the consumer served v1")
     exports.publish(base, 2, 2.0)
     d.wait_state("m", 1, "END")
     failed = d.wait_log(lambda r: r.get("event") == "hook_failed")

@@ -147,7 +147,10 @@ class Coordinator:
                     break
             self.heartbeat = now = time.monotonic()
             for msg in batch:
-                running = self._handle(msg) and running
+                try:
+                    running = self._handle(msg) and running
+                except Exception:  # a bug must not end the one thread that owns the state
+                    log.exception("coordinator_error", message=str(msg[0]))
             while self._timers and self._timers[0][0] <= now:
                 timer = heapq.heappop(self._timers)
                 self._timer_keys.discard(timer)
@@ -193,7 +196,10 @@ class Coordinator:
             if model is not None:
                 if self._watcher is not None:
                     self._watcher.ensure(name)
-                self._reconcile(model, rescan=name in rescan_only)
+                try:
+                    self._reconcile(model, rescan=name in rescan_only)
+                except Exception:  # keep serving; the next event or rescan tries again
+                    log.exception("coordinator_error", model=name)
         self._publish(dirty)
         self.scanned = True
 

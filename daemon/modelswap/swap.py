@@ -26,7 +26,7 @@ from .http import StatusServer
 from .manager import HEARTBEAT_INTERVAL, Coordinator
 from .metrics import Metrics
 from .source import Source
-from .states import State, VersionStatus
+from .states import ModelEvent, State, VersionStatus
 
 HEALTHY_WITHIN = 5 * HEARTBEAT_INTERVAL  # seconds since the coordinator's last loop
 
@@ -73,7 +73,7 @@ class ModelSwap:
         self._consumers = Consumers(self)
         self._coordinator = Coordinator(
             config.models, config.loader, settle=config.watch.settle,
-            rescan_interval=config.watch.rescan_interval, emit=self._dispatcher.emit,
+            rescan_interval=config.watch.rescan_interval, emit=self._emit,
             state_dir=state_dir(config))
         self._source = Source({m.name: m.base_path for m in config.models},
                               self._coordinator.hint, mode=config.watch.mode,
@@ -83,7 +83,9 @@ class ModelSwap:
         self.metrics = Metrics(self._coordinator, hook_errors=lambda: HOOK_ERRORS.value,
                                consumer_errors=lambda: CONSUMER_ERRORS.value,
                                models=[m.name for m in config.models])
-        self._dispatcher.subscribe(self.metrics.observe)
+        # metrics get their own thread: a slow user hook must not hold up the counters
+        self._internal = Dispatcher()
+        self._internal.subscribe(self.metrics.observe)
         self._http: StatusServer | None = None
 
     @classmethod
@@ -97,6 +99,7 @@ class ModelSwap:
             self._start_http()
             self._started = True
             self._dispatcher.start()
+            self._internal.start()
             if self.config.loader.gc_freeze:
                 _freeze_startup_heap()
             self._source.start()
@@ -121,6 +124,7 @@ class ModelSwap:
         self._source.stop()
         self._coordinator.stop(timeout=30)
         self._dispatcher.stop()
+        self._internal.stop()
         return late
 
     def reload(self, config: Config, timeout: float = 30.0) -> None:
@@ -212,6 +216,10 @@ class ModelSwap:
             if served._try_ref():
                 return served
             # retired between reading the snapshot and taking the reference: read again
+
+    def _emit(self, event: ModelEvent) -> None:
+        self._internal.emit(event)
+        self._dispatcher.emit(event)
 
     def _unknown(self, name: str) -> None:
         if name not in self._coordinator.model_names:

@@ -14,36 +14,29 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from .config import LoaderConfig, ModelConfig
-from .disk import Gate, list_versions
+from .disk import Gate
 from .errors import LoadError, TransientLoadError
 from .handles import ModelView, Served
 from .identity import files_hash
 from .loader import Loaded, LoadJob, LoadPool
-from .memory import shortfall
+from .memory import short_of_memory
 from .policy import aspired_versions, wanted_on_disk
 from .publish import Publisher
 from .records import Counters, ModelRecord, VersionRecord, log_event, version_of
+from .reload import apply
 from .state import FailureMemory
 from .states import ModelEvent, State, VersionStatus
 
+if TYPE_CHECKING:
+    from .source import Source
+
 log = structlog.get_logger("modelswap")
 HEARTBEAT_INTERVAL = 1.0  # the loop wakes at least this often, so `heartbeat` stays fresh
-
-
-class Watcher(Protocol):
-    """What the coordinator needs from the filesystem source."""
-
-    def ensure(self, name: str) -> bool: ...
-
-    def polled(self) -> frozenset[str]: ...
-
-    @property
-    def poll_interval(self) -> float: ...
 
 
 class Coordinator:
@@ -64,7 +57,7 @@ class Coordinator:
         self._stopped = False
         self._dirty: set[str] = set()
         self._retiring: list[tuple[ModelRecord, VersionRecord]] = []
-        self._watcher: Watcher | None = None
+        self._watcher: Source | None = None
         self._pool = LoadPool(loader.threads,
                               lambda job, result: self._queue.put(("loaded", job, result)))
         self._thread = threading.Thread(target=self._run, name="modelswap-coordinator",
@@ -103,7 +96,7 @@ class Coordinator:
         return self._thread.is_alive()
 
     # -- called from other threads -------------------------------------------------------
-    def start(self, watcher: Watcher | None) -> None:
+    def start(self, watcher: Source | None) -> None:
         self._watcher = watcher
         self._pool.start()
         self._thread.start()
@@ -131,11 +124,12 @@ class Coordinator:
         while running:
             self._process()
             now = time.monotonic()
-            polled = self._watcher.polled() if self._watcher is not None else frozenset()
-            if polled and next_poll > now + self._watcher.poll_interval:  # type: ignore[union-attr]
-                next_poll = now + self._watcher.poll_interval  # type: ignore[union-attr]
-            deadline = min([next_rescan, now + HEARTBEAT_INTERVAL]
-                           + [next_poll] * bool(polled) + [t for t, _ in self._timers[:1]])
+            watcher = self._watcher
+            polled = watcher.polled() if watcher is not None else frozenset()
+            interval = watcher.poll_interval if watcher is not None and polled else math.inf
+            next_poll = min(next_poll, now + interval)
+            deadline = min([next_rescan, now + HEARTBEAT_INTERVAL, next_poll]
+                           + [t for t, _ in self._timers[:1]])
             try:
                 batch = [self._queue.get(timeout=max(deadline - now, 0.0))]
             except queue.Empty:
@@ -155,8 +149,8 @@ class Coordinator:
                 timer = heapq.heappop(self._timers)
                 self._timer_keys.discard(timer)
                 self._dirty.add(timer[1])
-            if polled and now >= next_poll:  # poll mode: re-list those models ourselves
-                next_poll = now + self._watcher.poll_interval  # type: ignore[union-attr]
+            if now >= next_poll:  # poll mode: re-list those models ourselves
+                next_poll = now + interval
                 self._dirty.update(polled & set(self._models))
             if now >= next_rescan:
                 next_rescan = now + self.rescan_interval
@@ -218,31 +212,13 @@ class Coordinator:
 
     def _reconcile(self, m: ModelRecord, rescan: bool = False) -> None:
         cfg = m.config
-        try:
-            on_disk, warnings = list_versions(cfg.base_path)
-            if not m.base_ok:
-                log.info("base_path_back", model=cfg.name, path=str(cfg.base_path))
-            m.base_ok = True
-        except OSError as exc:
-            on_disk, warnings = {}, []
-            if m.base_ok:
-                log.warning("base_path_unavailable", model=cfg.name, path=str(cfg.base_path),
-                            error=exc.strerror or str(exc), serving=sorted(
-                                n for n, v in m.versions.items() if v.state is State.AVAILABLE))
-            m.base_ok = False
-        if frozenset(warnings) != m.warned:
-            for text in set(warnings) - m.warned:
-                log.warning("duplicate_version_folders", model=cfg.name, detail=text)
-            m.warned = frozenset(warnings)
-        if on_disk != m.listed:
+        on_disk, vanished = m.relist()
+        if vanished is not None:
+            for path in vanished:
+                self._gate.forget(path)
             if rescan:
                 self.counters.rescan_changes += 1
                 log.warning("rescan_found_changes", model=cfg.name, hint="events were lost")
-            for number, path in m.listed.items():
-                if on_disk.get(number) != path:
-                    self._gate.forget(path)
-                    m.first_event.pop(number, None)
-            m.listed = on_disk
         for number, gone in list(m.versions.items()):
             if on_disk.get(number) != gone.path and gone.state in (State.WAITING, State.ERROR):
                 del m.versions[number]
@@ -306,7 +282,8 @@ class Coordinator:
                 retire = bool(to_load | loading)
             else:
                 retire = bool(aspired & available) and not (aspired & (loading | to_load))
-                if not retire and to_load and self._needs_room(m, to_load):
+                if not retire and to_load and short_of_memory(
+                        cfg.name, {n: m.versions[n].path for n in to_load}, self.loader_config):
                     if self.loader_config.memory_policy == "refuse":
                         self._refuse(m, dict.fromkeys(to_load, "not enough memory to load it "
                                      "beside the served version (memory_policy: refuse)"),
@@ -324,49 +301,16 @@ class Coordinator:
 
     def reconfigure(self, models: Sequence[ModelConfig], loader: LoaderConfig, *,
                     settle: float, rescan_interval: float) -> None:
-        """Apply a new config (call on the coordinator thread, e.g. through `call`).
-
-        Removed models retire; added ones load; a model whose policy, labels, marker or
-        trust changed is re-planned in place; one whose base_path, tags or required
-        signatures changed starts afresh while its loaded versions keep serving until a
-        version under the new settings is available. Unchanged models are untouched.
-        """
-        wanted = {m.name: m for m in models}
-        for name in sorted(set(self._models) - set(wanted)):
-            old = self._models.pop(name)
-            for v in old.records():
-                if v.state is State.AVAILABLE:
-                    self._retire(old, v)
-            if any(v.state is State.UNLOADING for v in old.records()):
-                self._removed[name] = old
-            self._dirty.add(name)
-            log.info("model_removed", model=name)
-        for name, cfg in wanted.items():
-            current = self._models.get(name)
-            if current is not None and current.config == cfg:
-                continue
-            self._dirty.add(name)
-            if current is None:
-                self._models[name] = ModelRecord(cfg)
-                log.info("model_added", model=name, base_path=str(cfg.base_path))
-            elif (current.config.base_path, current.config.tag_set, current.config.signatures) \
-                    == (cfg.base_path, cfg.tag_set, cfg.signatures):
-                current.config = cfg
-                log.info("model_changed", model=name, reload_versions=False)
-            else:
-                keep = [v for v in current.records()
-                        if v.state in (State.AVAILABLE, State.UNLOADING)]
-                self._models[name] = ModelRecord(cfg, outgoing=keep)
-                log.info("model_changed", model=name, reload_versions=True)
+        """Apply a new config (call on the coordinator thread, e.g. through `call`); see
+        `reload.apply`."""
+        apply(self, models)
         self._pool.resize(loader.threads)
         self.loader_config = loader
         self._gate.settle = settle
         self.rescan_interval = rescan_interval
 
     def _start_load(self, m: ModelRecord, v: VersionRecord) -> None:
-        v.token += 1
-        v.retry_at = None
-        v.durations = {}
+        v.token, v.retry_at, v.durations = v.token + 1, None, {}
         self._set_state(m, v, State.LOADING)
         self._submit(m, v)
 
@@ -391,16 +335,6 @@ class Coordinator:
             self._set_state(m, v, State.ERROR, f"{entry['error']} (remembered from an earlier "
                             "run; retried when its files change)", entry["error_type"])
 
-    def _needs_room(self, m: ModelRecord, numbers: frozenset[int]) -> bool:
-        """True when loading `numbers` beside the served versions would not fit in memory."""
-        cfg = self.loader_config
-        short = None if cfg.memory_policy == "ignore" else shortfall(
-            [m.versions[n].path for n in numbers], cfg.memory_factor, cfg.memory_limit)
-        if short is not None:
-            log.warning("memory_headroom_short", model=m.config.name, versions=sorted(numbers),
-                        estimate_bytes=short[0], headroom_bytes=short[1],
-                        policy=cfg.memory_policy)
-        return short is not None
 
     def _refuse(self, m: ModelRecord, numbers: Mapping[int, str], error_type: str) -> None:
         """ERROR without a load: final until the version's files change."""

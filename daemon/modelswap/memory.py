@@ -6,6 +6,12 @@ import contextlib
 import os
 from pathlib import Path
 
+import structlog
+
+from .config import LoaderConfig
+
+log = structlog.get_logger("modelswap")
+
 
 def estimate(version_dir: Path, factor: float) -> int:
     """Bytes a loaded version is expected to take: its files (variables/ + graph) x factor."""
@@ -78,3 +84,15 @@ def shortfall(paths: list[Path], factor: float, limit: int | None) -> tuple[int,
     room = headroom(limit)
     need = sum(estimate(path, factor) for path in paths)
     return (need, room) if room is not None and need > room else None
+
+
+def short_of_memory(model: str, versions: dict[int, Path], loader: LoaderConfig) -> bool:
+    """True (and logged) when loading `versions` beside the served ones would not fit."""
+    if loader.memory_policy == "ignore":
+        return False
+    short = shortfall(list(versions.values()), loader.memory_factor, loader.memory_limit)
+    if short is not None:
+        log.warning("memory_headroom_short", model=model, versions=sorted(versions),
+                    estimate_bytes=short[0], headroom_bytes=short[1],
+                    policy=loader.memory_policy)
+    return short is not None

@@ -12,7 +12,7 @@ import structlog
 
 from .config import ModelConfig
 from .contract import violations
-from .disk import MetaInfo, parse_version
+from .disk import MetaInfo, list_versions, parse_version
 from .handles import ModelView, Served
 from .states import ModelEvent, State, VersionStatus
 
@@ -79,6 +79,35 @@ class ModelRecord:
     # versions loaded under a previous base_path/tags/signatures: they serve until a
     # version under the new settings is available, then retire
     outgoing: list[VersionRecord] = field(default_factory=list)
+
+    def relist(self) -> tuple[dict[int, Path], list[Path] | None]:
+        """List the base path: (version → folder, folders gone since the last listing, or
+        None when nothing changed). A missing base path lists as empty, with a warning."""
+        cfg = self.config
+        try:
+            on_disk, warnings = list_versions(cfg.base_path)
+            if not self.base_ok:
+                log.info("base_path_back", model=cfg.name, path=str(cfg.base_path))
+            self.base_ok = True
+        except OSError as exc:
+            on_disk, warnings = {}, []
+            if self.base_ok:
+                log.warning("base_path_unavailable", model=cfg.name, path=str(cfg.base_path),
+                            error=exc.strerror or str(exc), serving=sorted(
+                                n for n, v in self.versions.items()
+                                if v.state is State.AVAILABLE))
+            self.base_ok = False
+        for text in set(warnings) - self.warned:
+            log.warning("duplicate_version_folders", model=cfg.name, detail=text)
+        self.warned = frozenset(warnings)
+        if on_disk == self.listed:
+            return on_disk, None
+        gone = [path for number, path in self.listed.items() if on_disk.get(number) != path]
+        for number, path in self.listed.items():
+            if on_disk.get(number) != path:
+                self.first_event.pop(number, None)
+        self.listed = on_disk
+        return on_disk, gone
 
     def records(self) -> list[VersionRecord]:
         """Every version record, current and outgoing."""

@@ -156,3 +156,38 @@ def export_tf1(path: Path, graphs: dict[tuple[str, ...], float]) -> Path:
                 builder.add_meta_graph(list(tags), signature_def_map=signatures)
     builder.save()
     return path
+
+
+def answer(offset: float) -> float:
+    return 0.5 * 2.0 + offset
+
+
+class Consumer(threading.Thread):
+    """Calls the newest served version in a loop and checks every answer."""
+
+    def __init__(self, swap: ModelSwap, expected: dict[int, float], name: str = "m") -> None:
+        super().__init__(daemon=True, name=f"test-consumer-{name}")
+        self.swap, self.expected, self.model = swap, expected, name
+        self.calls: dict[int, int] = {}
+        self.failures: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            try:
+                with self.swap.acquire(self.model) as served:
+                    y = predict(served)
+                    want = self.expected.get(served.version, answer(served.version))
+                    if abs(y - want) > 1e-6:
+                        self.failures.append(f"v{served.version} gave {y}, expected {want}")
+                    self.calls[served.version] = self.calls.get(served.version, 0) + 1
+            except Exception as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.001)  # pacing, so loads and the coordinator get the GIL too
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(30)

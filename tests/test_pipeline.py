@@ -5,45 +5,14 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import threading
 import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Events, Exports, export_tf1, predict, wait_until, yaml_for
-from modelswap import ModelNotFound, ModelSwap, State, VersionNotAvailable
-
-
-class Consumer(threading.Thread):
-    """Calls the served model in a loop; checks each answer against its version."""
-
-    def __init__(self, swap: ModelSwap, expected: dict[int, float], name: str = "m") -> None:
-        super().__init__(daemon=True)
-        self.swap, self.expected, self.model = swap, expected, name
-        self.calls: dict[int, int] = {}
-        self.failures: list[str] = []
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            try:
-                with self.swap.acquire(self.model) as served:
-                    y = predict(served)
-                    if abs(y - self.expected[served.version]) > 1e-6:
-                        self.failures.append(f"v{served.version} gave {y}")
-                    self.calls[served.version] = self.calls.get(served.version, 0) + 1
-            except Exception as exc:
-                self.failures.append(repr(exc))
-
-    def finish(self) -> None:
-        self.halt.set()
-        self.join(30)
-
-
-def answer(offset: float) -> float:
-    return 0.5 * 2.0 + offset
+from conftest import Consumer, Events, Exports, answer, export_tf1, predict, wait_until, yaml_for
+from modelswap import ModelNotFound, State, VersionNotAvailable
 
 
 def test_first_version_available(tmp_path: Path, exports: Exports, run_swap: Any) -> None:
@@ -72,7 +41,7 @@ def test_atomic_swap_under_load(tmp_path: Path, exports: Exports, run_swap: Any)
     exports.publish(base, 2, 3.0)
     events.wait_state(1, State.END)
     wait_until(lambda: consumer.calls.get(2, 0) > 5, what="v2 calls")
-    consumer.finish()
+    consumer.stop()
     assert consumer.failures == []
     assert events.states(2) == [State.LOADING, State.AVAILABLE]
     assert events.states(1)[-3:] == [State.AVAILABLE, State.UNLOADING, State.END]
@@ -212,7 +181,7 @@ def test_delete_newest_rolls_back_without_gap(tmp_path: Path, exports: Exports,
     shutil.rmtree(base / "2")
     events.wait_state(2, State.END)
     wait_until(lambda: consumer.calls.get(1, 0) > 5, what="v1 calls")
-    consumer.finish()
+    consumer.stop()
     assert consumer.failures == []
     ends = [e for e in events.items if (e.version, e.state) in ((1, State.AVAILABLE),
                                                                 (2, State.UNLOADING))]

@@ -58,7 +58,6 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[ModelEvent | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="modelswap-hooks", daemon=True)
-        self.errors = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -89,7 +88,6 @@ class Dispatcher:
                 try:
                     callback(event)
                 except Exception:
-                    self.errors += 1
                     HOOK_ERRORS.inc()
                     log.exception("subscriber_failed", callback=getattr(callback, "__qualname__",
                                                                   repr(callback)),

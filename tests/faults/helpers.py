@@ -14,52 +14,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import TIMEOUT, Events, Exports, predict, wait_until
+from conftest import TIMEOUT, Consumer, Events, Exports, answer, wait_until
 from daemon import DaemonProcess
 from modelswap import ModelSwap, State, VersionStatus
 
 TESTS = Path(__file__).resolve().parent.parent
-
-
-def answer(offset: float) -> float:
-    return 0.5 * 2.0 + offset
-
-
-class Consumer(threading.Thread):
-    """Calls the newest served version in a loop and checks every answer."""
-
-    def __init__(self, swap: ModelSwap, expected: dict[int, float], name: str = "m") -> None:
-        super().__init__(daemon=True, name=f"test-consumer-{name}")
-        self.swap, self.expected, self.model = swap, expected, name
-        self.calls: dict[int, int] = {}
-        self.failures: list[str] = []
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            try:
-                with self.swap.acquire(self.model) as served:
-                    y = predict(served)
-                    want = self.expected.get(served.version, answer(served.version))
-                    if abs(y - want) > 1e-6:
-                        self.failures.append(f"v{served.version} gave {y}, expected {want}")
-                    self.calls[served.version] = self.calls.get(served.version, 0) + 1
-            except Exception as exc:
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.001)  # pacing, so loads and the coordinator get the GIL too
-
-    def total(self) -> int:
-        return sum(self.calls.values())
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(30)
 
 
 class Scene:

@@ -24,7 +24,7 @@ def _cpu() -> float:
 
 
 def _child(root: Path, n: int, mode: str, seconds: float) -> dict[str, float]:
-    from modelswap.logs import configure, quiet_tensorflow
+    from modelswap.service.logs import configure, quiet_tensorflow
 
     quiet_tensorflow()
     configure(level="warning", fmt="json", stream=sys.stderr)

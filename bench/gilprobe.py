@@ -31,7 +31,7 @@ Span = tuple[float, float, str]  # start, end, what
 def probe(path: Path, threshold: float) -> tuple[list[tuple[float, float]], list[Span]]:
     import tensorflow as tf
 
-    from modelswap.demo import export_linear
+    from modelswap.cli.demo import export_linear
 
     tiny_dir = Path(tempfile.mkdtemp(prefix="gilprobe-")) / "tiny"
     tiny = tf.saved_model.load(str(export_linear(tiny_dir, 0.5, 1.0)))
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("path", type=Path, help="a SavedModel folder to load (e.g. ResNet50)")
     parser.add_argument("--threshold-ms", type=float, default=4.0)
     args = parser.parse_args()
-    from modelswap.logs import quiet_tensorflow
+    from modelswap.service.logs import quiet_tensorflow
 
     quiet_tensorflow()
     print(report(*probe(args.path, args.threshold_ms / 1e3)))

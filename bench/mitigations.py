@@ -1,7 +1,7 @@
 """BENCH-ONLY EXPERIMENTS: prototypes of daemon changes that reduce the GIL impact of loads.
 
 Nothing here changes the daemon's source. Each mitigation monkeypatches
-`modelswap.loader.run_job` (what a load-pool worker calls for one version: contract check,
+`modelswap.load.job.run_job` (what a load-pool worker calls for one version: contract check,
 load, warmup; `load_version` on older daemons) or the process's garbage collector for the
 duration of one experiment, and `undo()` restores everything.
 The patches recommended to the daemon are written out in bench/README_SECTION.md.
@@ -29,7 +29,7 @@ class Mitigation:
 
     def apply(self) -> Callable[[], None]:
         """Install the experiment; returns `undo`."""
-        import modelswap.loader as loader
+        import modelswap.load.job as loader
 
         attr = "run_job" if hasattr(loader, "run_job") else "load_version"
         original = getattr(loader, attr)

@@ -94,8 +94,8 @@ def _resnet(seed: int) -> object:
 
 
 def _child(root: Path, quick: bool) -> None:
-    from modelswap.demo import export_linear
-    from modelswap.logs import quiet_tensorflow
+    from modelswap.cli.demo import export_linear
+    from modelswap.service.logs import quiet_tensorflow
 
     quiet_tensorflow()
     root.mkdir(parents=True, exist_ok=True)

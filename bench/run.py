@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from modelswap.logs import configure, quiet_tensorflow
+    from modelswap.service.logs import configure, quiet_tensorflow
 
     quiet_tensorflow()
     configure(level="warning", fmt="json", stream=sys.stderr)

@@ -141,8 +141,8 @@ def run_soak(swaps: int, *, consumers: int = 8, settle: float = 0.2, pace: float
              out: Any = print) -> SoakResult:
     """Swap `swaps` times under `consumers` checking threads; return the figures."""
     from modelswap import ModelSwap, State
+    from modelswap.cli.demo import export_linear
     from modelswap.config import parse_config
-    from modelswap.demo import export_linear
 
     result = SoakResult()
     warmup_swaps = max(1, min(100, swaps // 10)) if warmup_swaps is None else warmup_swaps
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="of those, how many through a real `modelswap check` process")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "daemon"))
-    from modelswap.logs import configure, quiet_tensorflow
+    from modelswap.service.logs import configure, quiet_tensorflow
 
     configure("warning", "console", sys.stderr)
     quiet_tensorflow()

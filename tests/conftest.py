@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from modelswap import ModelEvent, ModelSwap, State
+from modelswap.cli.demo import export_linear
 from modelswap.config import parse_config
-from modelswap.demo import export_linear
-from modelswap.logs import quiet_tensorflow
+from modelswap.service.logs import quiet_tensorflow
 
 quiet_tensorflow()
 

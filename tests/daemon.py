@@ -17,7 +17,7 @@ TIMEOUT = 60.0
 
 
 class DaemonProcess:
-    """`python -m modelswap.cli run --config F` with NOTIFY_SOCKET bound by the test."""
+    """`python -m modelswap run --config F` with NOTIFY_SOCKET bound by the test."""
 
     def __init__(self, config: Path, tmp: Path, env: dict[str, str] | None = None,
                  notify: bool = True, launcher: list[str] | None = None) -> None:
@@ -36,7 +36,7 @@ class DaemonProcess:
             threading.Thread(target=self._read_notify, daemon=True).start()
         environ.update(env or {})
         self.proc = subprocess.Popen(
-            [*(launcher or [sys.executable]), "-m", "modelswap.cli", "run", "--config",
+            [*(launcher or [sys.executable]), "-m", "modelswap", "run", "--config",
              str(config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
         self.stderr = ""

@@ -1,6 +1,16 @@
-"""modelswap: keep TensorFlow SavedModels hot inside Python services."""
+"""modelswap: keep TensorFlow SavedModels hot inside Python services.
 
-from .errors import (
+The package follows the pipeline (see DESIGN.md, "Layout v2"): `watch` notices version
+folders, `gate` proves them complete, `core` plans and publishes, `load` loads and warms up;
+`api.ModelSwap` wires them together, `service` runs the daemon, `observe` serves status and
+metrics, `cli` is the command line.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from modelswap.api import ModelSwap
+from modelswap.config import Config, load_config, parse_config
+from modelswap.errors import (
     ConfigError,
     IncompleteModel,
     LoadError,
@@ -14,11 +24,16 @@ from .errors import (
     VersionNotAvailable,
     WarmupFailed,
 )
-from .handles import Served
-from .states import ModelEvent, State, VersionStatus
-from .swap import ModelSwap
+from modelswap.events import ModelEvent, State, VersionStatus
+from modelswap.handles import Served
+
+try:
+    __version__ = version("modelswap")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
+    "Config",
     "ConfigError",
     "IncompleteModel",
     "LoadError",
@@ -36,4 +51,7 @@ __all__ = [
     "VersionNotAvailable",
     "VersionStatus",
     "WarmupFailed",
+    "__version__",
+    "load_config",
+    "parse_config",
 ]

@@ -18,7 +18,8 @@ from conftest import TIMEOUT, Events, Exports, wait_until
 from faults.helpers import Scene, stage, unblock_fifo
 from modelswap import LoadError, LoadTimeout, ModelSwap, State
 from modelswap.config import parse_config
-from modelswap.loader import Loaded, LoadJob, LoadPool
+from modelswap.load.job import Loaded, LoadJob
+from modelswap.load.pool import LoadPool
 
 DEBUG_INFO = Path("debug") / "saved_model_debug_info.pb"
 
@@ -104,7 +105,7 @@ def fake_jobs(monkeypatch: pytest.MonkeyPatch) -> dict[int, threading.Event]:
             gate.wait(TIMEOUT)
         return Loaded(f"model {job.number}", {})
 
-    monkeypatch.setattr("modelswap.loader.run_job", run_job)
+    monkeypatch.setattr("modelswap.load.job.run_job", run_job)
     return gates
 
 

@@ -12,7 +12,7 @@ from conftest import wait_until
 from faults import usercode
 from faults.helpers import Scene
 from modelswap import State
-from modelswap.hooks import CONSUMER_ERRORS, HOOK_ERRORS
+from modelswap.usercode import CONSUMER_ERRORS, HOOK_ERRORS
 
 
 @pytest.fixture

@@ -1,0 +1,309 @@
+"""`ModelSwap`: the public facade over the source, the coordinator and the hooks."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+from modelswap.config import Config, load_config
+from modelswap.core.coordinator import HEARTBEAT_INTERVAL, Coordinator
+from modelswap.errors import ConfigError, ModelNotFound, VersionNotAvailable
+from modelswap.events import ModelEvent, State, VersionStatus
+from modelswap.handles import Served
+from modelswap.observe.metrics import Metrics
+from modelswap.observe.server import StatusServer
+from modelswap.usercode import (
+    CONSUMER_ERRORS,
+    HOOK_ERRORS,
+    Callback,
+    Consumers,
+    Dispatcher,
+    HookRouter,
+    load_user_code,
+)
+from modelswap.watch.local import Source
+
+HEALTHY_WITHIN = 5 * HEARTBEAT_INTERVAL  # seconds since the coordinator's last loop
+
+
+_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Move every object alive now (TensorFlow's ~285k module objects among them) to the
+    GC's permanent generation, once per process: the full collections a load triggers
+    then stop walking them (measured in bench/, figure 3: 200-750 ms GIL pauses → ~130 ms).
+    Cycles among objects that exist now are never collected afterwards."""
+    global _heap_frozen
+    if not _heap_frozen:
+        import tensorflow  # noqa: F401  (its objects are what gets frozen)
+
+        gc.collect()
+        gc.freeze()
+        _heap_frozen = True
+
+
+def state_dir(config: Config) -> Path | None:
+    """`service.state_dir`, else systemd's $STATE_DIRECTORY (first entry), else None."""
+    if config.service.state_dir is not None:
+        return config.service.state_dir
+    from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(from_systemd) if from_systemd else None
+
+
+class ModelSwap:
+    """Watches the configured models and serves the newest good version of each.
+
+    Thread-safe. `acquire()` never blocks on a load: it returns what is published now.
+    Hooks and consumers named in the config are imported here (`ConfigError` if one
+    cannot be) and run while the ModelSwap is started.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        code = load_user_code(config)
+        self._dispatcher = Dispatcher()
+        self._router = HookRouter(code)
+        self._dispatcher.subscribe(self._router)
+        self._consumers = Consumers(self)
+        self._coordinator = Coordinator(
+            config.models, config.loader, settle=config.watch.settle,
+            rescan_interval=config.watch.rescan_interval, emit=self._emit,
+            state_dir=state_dir(config))
+        self._source = Source({m.name: m.base_path for m in config.models},
+                              self._coordinator.hint, mode=config.watch.mode,
+                              poll_interval=config.watch.poll_interval)
+        self._started = False
+        # Prometheus metrics on this instance's own registry (`metrics.registry`)
+        self.metrics = Metrics(self._coordinator, hook_errors=lambda: HOOK_ERRORS.value,
+                               consumer_errors=lambda: CONSUMER_ERRORS.value,
+                               models=[m.name for m in config.models])
+        # metrics get their own thread: a slow user hook must not hold up the counters
+        self._internal = Dispatcher()
+        self._internal.subscribe(self.metrics.observe)
+        self._http: StatusServer | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> ModelSwap:
+        """Build from a YAML file (raises `ConfigError` naming file, line and key)."""
+        return cls(load_config(path))
+
+    def start(self) -> ModelSwap:
+        """Start watching and loading (returns at once; see `wait_until_available`)."""
+        if not self._started:
+            self._start_http()
+            self._started = True
+            self._dispatcher.start()
+            self._internal.start()
+            if self.config.loader.gc_freeze:
+                _freeze_startup_heap()
+            self._source.start()
+            self._coordinator.start(self._source)
+            self._consumers.start(self._router.code.consumers)
+        return self
+
+    def stop(self, timeout: float | None = None) -> list[str]:
+        """Stop consumers (waiting up to `timeout`, default `service.stop_timeout`), stop
+        watching, retire every version (held ones go on last release).
+
+        Returns the consumers that did not stop in time (they are abandoned).
+        """
+        if not self._started:
+            return []
+        self._started = False
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        late = self._consumers.stop(self.config.service.stop_timeout if timeout is None
+                                    else timeout)
+        self._source.stop()
+        self._coordinator.stop(timeout=30)
+        self._dispatcher.stop()
+        self._internal.stop()
+        return late
+
+    def reload(self, config: Config, timeout: float = 30.0) -> None:
+        """Apply a new config without a restart; on `ConfigError` nothing changes.
+
+        Unchanged models keep their loaded versions; see `Coordinator.reconfigure`.
+        """
+        code = load_user_code(config)
+        if self._started and config.http != self.config.http:
+            self._restart_http(config)
+        applied = threading.Event()
+
+        def apply() -> None:
+            try:
+                self._coordinator.reconfigure(
+                    config.models, config.loader, settle=config.watch.settle,
+                    rescan_interval=config.watch.rescan_interval)
+                self._source.configure({m.name: m.base_path for m in config.models},
+                                       config.watch.mode, config.watch.poll_interval)
+            finally:
+                applied.set()
+
+        self._coordinator.call(apply)
+        if not applied.wait(timeout):
+            raise TimeoutError(f"the coordinator did not apply the config in {timeout}s")
+        self._router.code = code
+        self.config = config
+        if self._started:
+            self._consumers.start(code.consumers)
+
+    def _restart_http(self, config: Config) -> None:
+        """Move the status server to `config`'s address; on failure keep the old one."""
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        try:
+            self._start_http(config)
+        except ConfigError:
+            self._start_http(self.config)
+            raise
+
+    def _start_http(self, config: Config | None = None) -> None:
+        config = config or self.config
+        address = config.http.address
+        if address is None:
+            return
+        server = StatusServer(address, swap=self, coordinator=self._coordinator,
+                              source=self._source, metrics=self.metrics)
+        try:
+            self._http = server.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {config.http.listen}: "
+                              f"{exc.strerror or exc}", file=config.source,
+                              line=config.line_of("http", "listen"), key="http.listen") from exc
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """(host, port) the status server listens on (port 0 resolved), or None."""
+        return self._http.address if self._http is not None else None
+
+    def __enter__(self) -> ModelSwap:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def acquire(self, name: str, version: int | None = None, label: str | None = None) -> Served:
+        """A reference to a published version: the newest, or `version`, or `label`'s.
+
+        Use it as a context manager (`with swap.acquire(name) as served:`), or call
+        `served.release()`. Raises `ModelNotFound` or `VersionNotAvailable`.
+        """
+        while True:
+            view = self._coordinator.snapshot.get(name)
+            if view is None:
+                self._unknown(name)
+            if version is not None:
+                served = view.versions.get(version) if view else None
+            elif label is not None:
+                served = view.labels.get(label) if view else None
+            else:
+                served = view.newest if view else None
+            if served is None:
+                what = (f"version {version}" if version is not None
+                        else f"label {label!r}" if label is not None else "any version")
+                have = sorted(view.versions) if view else []
+                raise VersionNotAvailable(f"{name}: {what} is not available (available: {have})")
+            if served._try_ref():
+                return served
+            # retired between reading the snapshot and taking the reference: read again
+
+    def _emit(self, event: ModelEvent) -> None:
+        self._internal.emit(event)
+        self._dispatcher.emit(event)
+
+    def _unknown(self, name: str) -> None:
+        if name not in self._coordinator.model_names:
+            known = sorted(self._coordinator.model_names)
+            raise ModelNotFound(f"no model {name!r}; known: {known}")
+
+    def wait_until_available(self, name: str, version: int | None = None,
+                             timeout: float | None = None) -> int:
+        """Block until `name` (or that `version`) is available; return the version number.
+
+        Raises `ModelNotFound`, or `TimeoutError` (with the model's status) after `timeout`.
+        """
+        self._unknown(name)
+        coordinator = self._coordinator
+
+        def ready() -> int | None:
+            view = coordinator.snapshot.get(name)
+            if view is None or view.newest is None:
+                return None
+            if version is None:
+                return view.newest.version
+            return version if version in view.versions else None
+
+        with coordinator.changed:
+            if not coordinator.changed.wait_for(lambda: ready() is not None, timeout):
+                states = ", ".join(f"v{s.version} {s.state.value}"
+                                   + (f" ({s.error_type}: {s.error})" if s.error else "")
+                                   for s in self.status().get(name, ()))
+                raise TimeoutError(f"{name} not available after {timeout}s"
+                                   f"{'; ' + states if states else '; no version found'}")
+            found = ready()
+        assert found is not None
+        return found
+
+    def status(self) -> Mapping[str, tuple[VersionStatus, ...]]:
+        """Every model's versions with state, error, path and labels, newest first."""
+        current = self._coordinator.status_snapshot
+        return {name: current.get(name, ()) for name in sorted(self._coordinator.model_names)}
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call `callback(ModelEvent)` on every state change, on the hook thread, once the
+        change is visible to `status()` and `acquire()`. Returns an unsubscribe function."""
+        return self._dispatcher.subscribe(callback)
+
+    def ready(self, when: str | None = None) -> bool:
+        """Start-up readiness per `service.ready_when` (or `when`).
+
+        all: every model with a complete version on disk has one AVAILABLE, or its
+        candidates failed (ERROR); any: one model is AVAILABLE (or all would be);
+        immediately: as soon as started.
+        """
+        when = when or self.config.service.ready_when
+        if when == "immediately":
+            return self._started
+        status = self._coordinator.status_snapshot
+        if not self._coordinator.scanned or not self._coordinator.model_names <= set(status):
+            return False  # a model not looked at yet (at start-up, or added by a reload)
+        settled = [all(s.state is not State.LOADING for s in versions)
+                   or any(s.state is State.AVAILABLE for s in versions)
+                   for versions in status.values()]
+        if when == "any" and any(view.newest is not None
+                                 for view in self._coordinator.snapshot.values()):
+            return True
+        return all(settled)
+
+    def healthy(self) -> bool:
+        """The coordinator and the observers are alive and the coordinator made progress
+        in the last few seconds."""
+        return (self._started and self._coordinator.alive and self._source.alive()
+                and time.monotonic() - self._coordinator.heartbeat < HEALTHY_WITHIN)
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: "2/3 models available; m v7, n v2, o ERROR"."""
+        status = self.status()
+        parts, available = [], 0
+        for name, versions in status.items():
+            view = self._coordinator.snapshot.get(name)
+            if view is not None and view.newest is not None:
+                available += 1
+                parts.append(f"{name} v{view.newest.version}")
+            elif any(s.state is State.ERROR for s in versions):
+                parts.append(f"{name} ERROR")
+            elif any(s.state is State.LOADING for s in versions):
+                parts.append(f"{name} loading")
+            else:
+                parts.append(f"{name} waiting")
+        return f"{available}/{len(status)} models available; {', '.join(parts)}"

@@ -1,0 +1,7 @@
+"""`python -m modelswap.cli`: the `modelswap` command."""
+
+import sys
+
+from modelswap.cli.main import main
+
+sys.exit(main())

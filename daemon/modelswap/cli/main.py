@@ -1,0 +1,113 @@
+"""Command line: `modelswap run | check | inspect | status | demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelswap.errors import ConfigError
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from modelswap.config import load_config
+    from modelswap.usercode import load_user_code
+
+    load_user_code(load_config(args.config))
+    print("ok")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from modelswap.config import load_config
+    from modelswap.service import logs
+
+    config = load_config(args.config)
+    logs.configure(config.logging.level, config.logging.format)
+    logs.quiet_tensorflow()
+    from modelswap.service.daemon import run
+
+    return run(config)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from modelswap.cli.inspection import inspect_path, render
+    from modelswap.service.logs import quiet_tensorflow
+
+    quiet_tensorflow()
+
+    report = inspect_path(Path(args.path), tags=args.tags)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0 if all(v["complete"] for v in report["versions"]) else 1
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from modelswap.cli.status import fetch_models, render_status
+
+    try:
+        report = fetch_models(args.url, timeout=args.timeout)
+    except OSError as exc:  # urllib's URLError, timeouts, refused connections
+        print(f"modelswap: cannot reach the daemon at {args.url}: {exc} "
+              "(is it running, with http.listen set?)", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"modelswap: unexpected answer from {args.url}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else render_status(report))
+    models = report["models"]
+    return 0 if all(m.get("served_version") is not None for m in models) else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from modelswap.cli.demo import run_demo
+    from modelswap.service import logs
+
+    logs.configure("warning", "console", sys.stderr)
+    logs.quiet_tensorflow()
+    return 0 if run_demo() == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelswap", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", "-c", required=True, help="YAML config file")
+    run.set_defaults(func=_cmd_run)
+    check = sub.add_parser("check", help="validate a config file")
+    check.add_argument("--config", "-c", required=True, help="YAML config file")
+    check.set_defaults(func=_cmd_check)
+    insp = sub.add_parser("inspect", help="show a SavedModel's tags, signatures, completeness")
+    insp.add_argument("path", help="a version folder or a base path of version folders")
+    insp.add_argument("--tags", default=None,
+                      help="comma-separated tag set for the verdict (default: serve)")
+    insp.add_argument("--json", action="store_true", help="print JSON")
+    insp.set_defaults(func=_cmd_inspect)
+    status = sub.add_parser("status", help="ask a running daemon which versions it serves")
+    status.add_argument("--url", default="http://127.0.0.1:8501",
+                        help="the daemon's http.listen address (default http://127.0.0.1:8501)")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    status.add_argument("--json", action="store_true", help="print the JSON of /v1/models")
+    status.set_defaults(func=_cmd_status)
+    demo = sub.add_parser("demo", help="export a tiny model, serve it, swap in v2 under load")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `modelswap` command."""
+    args: Any = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"modelswap: config error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"modelswap: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+

@@ -1,0 +1,22 @@
+"""Configuration: the schema (`schema`), YAML reading with file:line:key errors (`loading`),
+YAML positions (`positions`) and duration/size units (`units`)."""
+
+from modelswap.config.loading import load_config, parse_config
+from modelswap.config.schema import (
+    Config,
+    HooksConfig,
+    HttpConfig,
+    LoaderConfig,
+    LoggingConfig,
+    ModelConfig,
+    ServiceConfig,
+    VersionPolicy,
+    WatchConfig,
+)
+from modelswap.config.units import parse_duration, parse_size
+
+__all__ = [
+    "Config", "HooksConfig", "HttpConfig", "LoaderConfig", "LoggingConfig", "ModelConfig",
+    "ServiceConfig", "VersionPolicy", "WatchConfig", "load_config", "parse_config",
+    "parse_duration", "parse_size",
+]

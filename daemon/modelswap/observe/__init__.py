@@ -1,0 +1,2 @@
+"""Observability: the status HTTP server (TF Serving's status JSON, health, readiness) and
+Prometheus metrics."""

@@ -1,0 +1,145 @@
+"""Prometheus metrics of one ModelSwap, on its own registry.
+
+Gauges and the counters the coordinator already keeps are read at scrape time
+from the published snapshots (nothing to keep in sync); load durations, swaps
+and failures are observed from the `ModelEvent`s subscribers receive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from modelswap.events import ModelEvent, State
+
+if TYPE_CHECKING:
+    from modelswap.core.coordinator import Coordinator
+
+__all__ = ["DURATION_BUCKETS", "Metrics"]
+
+# loads take from ~10 ms (a tiny model) to minutes (a large one read from NFS)
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                    300.0, 600.0, math.inf)
+STAGES = ("validate", "load", "warmup")  # ModelEvent.durations keys → stage label
+DETECT_FROM = {"ready_to_available": "ready", "event_to_available": "event"}
+
+
+class _StateCollector(Collector):
+    """Version states, served versions, handles and the coordinator's counters, at scrape time."""
+
+    def __init__(self, coordinator: Coordinator, hook_errors: Callable[[], int],
+                 consumer_errors: Callable[[], int]) -> None:
+        self._coordinator = coordinator
+        self._hook_errors = hook_errors
+        self._consumer_errors = consumer_errors
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        c = self._coordinator
+        status, snapshot, served = c.status_snapshot, c.snapshot, c.served_versions
+        states, current, handles, hooks, consumers, rescans, changes, events = self._families()
+        for name, versions in sorted(status.items()):
+            for v in versions:
+                for state in State:
+                    states.add_metric([name, str(v.version), state.value],
+                                      1.0 if v.state is state else 0.0)
+            view = snapshot.get(name)
+            newest = view.newest if view is not None else None
+            current.add_metric([name], float(newest.version) if newest is not None else 0.0)
+        held: dict[tuple[str, int], int] = {}
+        for s in served:  # a reload can keep an old copy of a version beside a new one
+            held[s.name, s.version] = held.get((s.name, s.version), 0) + s.refs
+        for (name, version), refs in sorted(held.items()):
+            handles.add_metric([name, str(version)], float(refs))
+        counters = c.counters
+        hooks.add_metric([], float(self._hook_errors()))
+        consumers.add_metric([], float(self._consumer_errors()))
+        rescans.add_metric([], float(counters.rescans))
+        changes.add_metric([], float(counters.rescan_changes))
+        events.add_metric([], float(counters.events))
+        yield from (states, current, handles, hooks, consumers, rescans, changes, events)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+                             CounterMetricFamily, CounterMetricFamily, CounterMetricFamily,
+                             CounterMetricFamily, CounterMetricFamily]:
+        return (
+            GaugeMetricFamily("modelswap_model_version_state",
+                              "1 for the current state of each tracked version, 0 for the others",
+                              labels=["model", "version", "state"]),
+            GaugeMetricFamily("modelswap_served_version",
+                              "The newest available version of each model (0: none is served)",
+                              labels=["model"]),
+            GaugeMetricFamily("modelswap_active_handles",
+                              "Handles consumers hold on a published or retiring version",
+                              labels=["model", "version"]),
+            CounterMetricFamily("modelswap_hook_errors",
+                                "Hook and subscriber calls that raised (process-wide)"),
+            CounterMetricFamily("modelswap_consumer_errors",
+                                "Consumer threads that raised and were restarted (process-wide)"),
+            CounterMetricFamily("modelswap_rescans", "Periodic full rescans of every base path"),
+            CounterMetricFamily("modelswap_rescan_changes",
+                                "Changes on disk a rescan found that no filesystem event had "
+                                "reported (non-zero: events are being lost)"),
+            CounterMetricFamily("modelswap_fs_events",
+                                "Filesystem events received (hints naming a model)"),
+        )
+
+
+class Metrics:
+    """The metrics of one ModelSwap on a private `CollectorRegistry`, so several instances
+    (and tests) never collide. Subscribe `observe` to the ModelSwap's events."""
+
+    def __init__(self, coordinator: Coordinator, *, hook_errors: Callable[[], int],
+                 consumer_errors: Callable[[], int] = lambda: 0,
+                 models: Iterable[str] = ()) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self._load = Histogram(
+            "modelswap_load_duration_seconds", "Seconds spent loading a version, by stage",
+            ["model", "stage"], buckets=DURATION_BUCKETS, registry=registry)
+        self._detect = Histogram(
+            "modelswap_detect_to_available_seconds",
+            "Seconds from a version passing the gate (from=ready), or from the first "
+            "filesystem event naming it (from=event), to its publication",
+            ["model", "from"], buckets=DURATION_BUCKETS, registry=registry)
+        self._failures = Counter(
+            "modelswap_load_failures", "Versions that failed the gate or a load, by error type",
+            ["model", "reason"], registry=registry)
+        self._swaps = Counter(
+            "modelswap_swaps", "Versions published (made available)", ["model"],
+            registry=registry)
+        registry.register(_StateCollector(coordinator, hook_errors, consumer_errors))
+        for name in models:
+            self._swaps.labels(name)
+
+    def observe(self, event: ModelEvent) -> None:
+        """Count one state change (a subscriber: never raises on odd input)."""
+        if event.state is State.AVAILABLE:
+            self._swaps.labels(event.model).inc()
+            for key, seconds in event.durations:
+                if key in STAGES:
+                    self._load.labels(event.model, key).observe(max(seconds, 0.0))
+                elif key in DETECT_FROM:
+                    self._detect.labels(event.model, DETECT_FROM[key]).observe(max(seconds, 0.0))
+        elif event.state is State.ERROR:
+            self._failures.labels(event.model, event.error_type or "unknown").inc()
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The registry rendered for a scrape: (body, content type), per the Accept header."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+

@@ -1,0 +1,1 @@
+"""The daemon: signals, sd_notify, logging set-up."""

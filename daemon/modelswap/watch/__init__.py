@@ -1,0 +1,1 @@
+"""Watching: local folders with watchdog (inotify) and poll mode; events are hints only."""

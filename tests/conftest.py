@@ -132,6 +132,15 @@ def wait_until(pred: Callable[[], bool], timeout: float = TIMEOUT, what: str = "
         time.sleep(0.02)
 
 
+def wait_reason(swap: ModelSwap, version: int, text: str, model: str = "m",
+                state: State = State.WAITING) -> None:
+    """Wait until the status of `version` is `state` with `text` in its reason (a reason
+    that changes within a state is status only, never an event)."""
+    wait_until(lambda: any(s.version == version and s.state is state and text in (s.error or "")
+                           for s in swap.status().get(model, ())),
+               what=f"v{version} {state.value} with {text!r}")
+
+
 def export_tf1(path: Path, graphs: dict[tuple[str, ...], float]) -> Path:
     """A TF1 `SavedModelBuilder` model, written non-atomically: one MetaGraph per tag set
     computing `y = x + v + add`, with `v` a resource variable holding 1.0."""

@@ -6,9 +6,11 @@ folders, `gate` proves them complete, `core` plans and publishes, `load` loads a
 metrics, `cli` is the command line.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from modelswap.api import ModelSwap
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
 from modelswap.config import Config, load_config, parse_config
 from modelswap.errors import (
     ConfigError,
@@ -26,6 +28,20 @@ from modelswap.errors import (
 )
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.handles import Served
+
+if TYPE_CHECKING:
+    from modelswap.api import ModelSwap
+
+
+def __getattr__(name: str) -> Any:
+    """`ModelSwap` is imported on first use, so that importing one part of the package
+    (the planner, the config) does not import watchdog and the whole pipeline."""
+    if name == "ModelSwap":
+        from modelswap.api import ModelSwap
+
+        return ModelSwap
+    raise AttributeError(f"module 'modelswap' has no attribute {name!r}")
+
 
 try:
     __version__ = version("modelswap")

@@ -19,6 +19,7 @@ from modelswap.observe.metrics import Metrics
 from modelswap.observe.server import StatusServer
 from modelswap.usercode import (
     CONSUMER_ERRORS,
+    CONSUMERS_ABANDONED,
     HOOK_ERRORS,
     Callback,
     Consumers,
@@ -71,17 +72,17 @@ class ModelSwap:
         self._router = HookRouter(code)
         self._dispatcher.subscribe(self._router)
         self._consumers = Consumers(self)
-        self._coordinator = Coordinator(
-            config.models, config.loader, settle=config.watch.settle,
-            rescan_interval=config.watch.rescan_interval, emit=self._emit,
-            state_dir=state_dir(config))
+        self._coordinator = Coordinator(config.models, config.loader, config.watch,
+                                        emit=self._emit, state_dir=state_dir(config))
         self._source = Source({m.name: m.base_path for m in config.models},
                               self._coordinator.hint, mode=config.watch.mode,
-                              poll_interval=config.watch.poll_interval)
+                              poll_interval=config.watch.poll_interval,
+                              rescan_interval=config.watch.rescan_interval)
         self._started = False
         # Prometheus metrics on this instance's own registry (`metrics.registry`)
         self.metrics = Metrics(self._coordinator, hook_errors=lambda: HOOK_ERRORS.value,
                                consumer_errors=lambda: CONSUMER_ERRORS.value,
+                               consumers_abandoned=lambda: CONSUMERS_ABANDONED.value,
                                models=[m.name for m in config.models])
         # metrics get their own thread: a slow user hook must not hold up the counters
         self._internal = Dispatcher()
@@ -96,14 +97,14 @@ class ModelSwap:
     def start(self) -> ModelSwap:
         """Start watching and loading (returns at once; see `wait_until_available`)."""
         if not self._started:
-            self._start_http()
+            self._http = self._bind_http(self.config)
             self._started = True
             self._dispatcher.start()
             self._internal.start()
             if self.config.loader.gc_freeze:
                 _freeze_startup_heap()
+            self._coordinator.start()
             self._source.start()
-            self._coordinator.start(self._source)
             self._consumers.start(self._router.code.consumers)
         return self
 
@@ -128,53 +129,74 @@ class ModelSwap:
         return late
 
     def reload(self, config: Config, timeout: float = 30.0) -> None:
-        """Apply a new config without a restart; on `ConfigError` nothing changes.
+        """Apply a new config without a restart, whole or not at all.
 
-        Unchanged models keep their loaded versions; see `Coordinator.reconfigure`.
+        Unchanged models keep their loaded versions. On `ConfigError` (hooks that do not
+        import, an address that cannot be bound) or `TimeoutError` (the coordinator did not
+        take the config within `timeout`), nothing changed: hooks, status server, watchers
+        and coordinator all stay on the old config.
         """
         code = load_user_code(config)
+        server = self._http
         if self._started and config.http != self.config.http:
-            self._restart_http(config)
-        applied = threading.Event()
-
-        def apply() -> None:
-            try:
-                self._coordinator.reconfigure(
-                    config.models, config.loader, settle=config.watch.settle,
-                    rescan_interval=config.watch.rescan_interval)
-                self._source.configure({m.name: m.base_path for m in config.models},
-                                       config.watch.mode, config.watch.poll_interval)
-            finally:
-                applied.set()
-
-        self._coordinator.call(apply)
-        if not applied.wait(timeout):
-            raise TimeoutError(f"the coordinator did not apply the config in {timeout}s")
+            server = self._bind_http(config)  # bound before anything changes
+        try:
+            self._apply_to_coordinator(config, timeout)
+        except BaseException:
+            if server is not self._http and server is not None:
+                server.stop()
+            raise
+        if server is not self._http:
+            if self._http is not None:
+                self._http.stop()
+            self._http = server
+        self._source.configure({m.name: m.base_path for m in config.models},
+                               config.watch.mode, config.watch.poll_interval,
+                               config.watch.rescan_interval)
         self._router.code = code
         self.config = config
         if self._started:
-            self._consumers.start(code.consumers)
+            self._consumers.start(code.consumers, self.config.service.stop_timeout)
 
-    def _restart_http(self, config: Config) -> None:
-        """Move the status server to `config`'s address; on failure keep the old one."""
-        if self._http is not None:
-            self._http.stop()
-            self._http = None
-        try:
-            self._start_http(config)
-        except ConfigError:
-            self._start_http(self.config)
-            raise
+    def _apply_to_coordinator(self, config: Config, timeout: float) -> None:
+        """Hand `config` to the coordinator; on timeout, make sure it is never applied."""
+        lock = threading.Lock()
+        outcome: list[BaseException | None] = []  # [None] applied, [exc] failed, [] pending
+        done = threading.Event()
 
-    def _start_http(self, config: Config | None = None) -> None:
-        config = config or self.config
+        def apply() -> None:
+            with lock:
+                if done.is_set():
+                    return  # the caller gave up: never apply late
+                try:
+                    self._coordinator.reconfigure(config.models, config.loader, config.watch)
+                    outcome.append(None)
+                except Exception as exc:
+                    outcome.append(exc)
+                finally:
+                    done.set()
+
+        if not self._coordinator.alive:
+            apply()
+        else:
+            self._coordinator.call(apply)
+            done.wait(timeout)
+            with lock:
+                if not done.is_set():
+                    done.set()
+                    raise TimeoutError(f"the coordinator did not take the config in {timeout}s")
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
+
+    def _bind_http(self, config: Config) -> StatusServer | None:
+        """A status server for `config`, listening (None when `http.listen` is unset)."""
         address = config.http.address
         if address is None:
-            return
+            return None
         server = StatusServer(address, swap=self, coordinator=self._coordinator,
                               source=self._source, metrics=self.metrics)
         try:
-            self._http = server.start()
+            return server.start()
         except OSError as exc:
             raise ConfigError(f"cannot listen on {config.http.listen}: "
                               f"{exc.strerror or exc}", file=config.source,
@@ -192,30 +214,43 @@ class ModelSwap:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    def acquire(self, name: str, version: int | None = None, label: str | None = None) -> Served:
-        """A reference to a published version: the newest, or `version`, or `label`'s.
+    def acquire(self, name: str, version: int | None = None, label: str | None = None,
+                wait: float = 0.0) -> Served:
+        """A handle on a published version: the newest, or `version`, or `label`'s.
 
         Use it as a context manager (`with swap.acquire(name) as served:`), or call
-        `served.release()`. Raises `ModelNotFound` or `VersionNotAvailable`.
+        `served.release()`. With `wait`, wait up to that many seconds for the version to be
+        available (e.g. across the gap of a `swap_policy: resource` swap). Raises
+        `ModelNotFound` or `VersionNotAvailable`.
         """
+        deadline = None
         while True:
             view = self._coordinator.snapshot.get(name)
             if view is None:
                 self._unknown(name)
             if version is not None:
-                served = view.versions.get(version) if view else None
+                resident = view.versions.get(version) if view else None
             elif label is not None:
-                served = view.labels.get(label) if view else None
+                resident = view.labels.get(label) if view else None
             else:
-                served = view.newest if view else None
-            if served is None:
-                what = (f"version {version}" if version is not None
-                        else f"label {label!r}" if label is not None else "any version")
-                have = sorted(view.versions) if view else []
-                raise VersionNotAvailable(f"{name}: {what} is not available (available: {have})")
-            if served._try_ref():
-                return served
-            # retired between reading the snapshot and taking the reference: read again
+                resident = view.newest if view else None
+            if resident is not None:
+                served = resident.acquire()
+                if served is not None:
+                    return served
+                continue  # retired between reading the snapshot and taking the handle
+            if wait > 0:
+                deadline = deadline or time.monotonic() + wait
+                left = deadline - time.monotonic()
+                if left > 0:
+                    with self._coordinator.changed:
+                        if self._coordinator.snapshot.get(name) is view:
+                            self._coordinator.changed.wait(left)
+                    continue
+            what = (f"version {version}" if version is not None
+                    else f"label {label!r}" if label is not None else "any version")
+            have = sorted(view.versions) if view else []
+            raise VersionNotAvailable(f"{name}: {what} is not available (available: {have})")
 
     def _emit(self, event: ModelEvent) -> None:
         self._internal.emit(event)

@@ -39,6 +39,7 @@ class LoadError(ModelSwapError):
     """A version could not be loaded. `transient` errors are retried with backoff."""
 
     transient: bool = False
+    files: str | None = None  # identity of the files that failed (set by the load pool)
 
 
 class TransientLoadError(LoadError):

@@ -36,6 +36,7 @@ class _Count:
 
 HOOK_ERRORS = _Count()
 CONSUMER_ERRORS = _Count()
+CONSUMERS_ABANDONED = _Count()  # consumers that ignored their stop event past stop_timeout
 
 
 def resolve(spec: str) -> Callable[..., Any]:
@@ -155,10 +156,15 @@ class Consumers:
         self._max_backoff = max_backoff
         self._running: dict[str, tuple[threading.Thread, threading.Event]] = {}
 
-    def start(self, consumers: Mapping[str, Callable[..., Any]]) -> None:
-        """Start the consumers not running yet; stop those no longer listed."""
+    def start(self, consumers: Mapping[str, Callable[..., Any]],
+              stop_timeout: float = 30.0) -> None:
+        """Start the consumers not running yet; stop those no longer listed, without waiting
+        for them (one that ignores its stop event is abandoned after `stop_timeout`)."""
         for spec in set(self._running) - set(consumers):
-            self._stop_one(spec, timeout=None)
+            thread, stop = self._running.pop(spec)
+            stop.set()
+            threading.Thread(target=self._reap, args=(spec, thread, stop_timeout), daemon=True,
+                             name=f"modelswap-reap-{spec}").start()
         for spec, run in consumers.items():
             if spec not in self._running:
                 stop = threading.Event()
@@ -177,13 +183,17 @@ class Consumers:
             thread.join(max(deadline - time.monotonic(), 0.0))
             if thread.is_alive():
                 late.append(spec)
+                CONSUMERS_ABANDONED.inc()
         self._running.clear()
         return late
 
-    def _stop_one(self, spec: str, timeout: float | None) -> None:
-        thread, stop = self._running.pop(spec)
-        stop.set()
+    @staticmethod
+    def _reap(spec: str, thread: threading.Thread, timeout: float) -> None:
         thread.join(timeout)
+        if thread.is_alive():
+            CONSUMERS_ABANDONED.inc()
+            log.warning("consumer_abandoned", consumer=spec, stop_timeout_s=timeout,
+                        hint="it ignores its stop event; its thread runs on")
 
     def _supervise(self, spec: str, run: Callable[..., Any], stop: threading.Event) -> None:
         delay = self._backoff

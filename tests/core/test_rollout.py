@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conftest import Events, Exports, predict, yaml_for
+from conftest import Consumer, Events, Exports, answer, predict, wait_until, yaml_for
 from modelswap import ModelSwap, State
 from modelswap.config import parse_config
+from modelswap.load.job import rss
 
 
 def corrupt_copy(exports: Exports, base: Path, version: int, offset: float) -> Path:
@@ -50,8 +51,9 @@ def test_failures_remembered_across_restarts(tmp_path: Path, exports: Exports) -
     text = yaml_for(base, top=f"service: {{state_dir: {tmp_path / 'state'}}}")
     for run in (1, 2):
         events = Events()
-        with ModelSwap(parse_config(text)) as swap:
-            swap.subscribe(events)
+        swap = ModelSwap(parse_config(text))
+        swap.subscribe(events)  # before start: see every event
+        with swap:
             swap.wait_until_available("m", version=1, timeout=60)
             error = events.wait_state(2, State.ERROR)
         if run == 1:
@@ -67,30 +69,46 @@ def test_failures_remembered_across_restarts(tmp_path: Path, exports: Exports) -
         assert swap.wait_until_available("m", version=2, timeout=60) == 2
 
 
-def test_memory_headroom_fallback_and_refuse(tmp_path: Path, exports: Exports,
-                                             run_swap: Any) -> None:
+def test_memory_fallback_frees_the_old_version_first(tmp_path: Path, exports: Exports,
+                                                     run_swap: Any) -> None:
     base = tmp_path / "m"
     base.mkdir()
     exports.publish(base, 1, 1.0)
-    swap, events = run_swap(yaml_for(base, top="loader: {memory_limit: 1MB}"))
+    swap, events = run_swap(yaml_for(base, top="loader: {memory_limit: 1MB, "
+                                               "memory_policy: fallback}"))
     swap.wait_until_available("m", timeout=60)
     exports.publish(base, 2, 2.0)
     swap.wait_until_available("m", version=2, timeout=60)
     order = [(e.version, e.state) for e in events.items
-             if (e.version, e.state) in ((1, State.UNLOADING), (2, State.LOADING))]
-    assert order == [(1, State.UNLOADING), (2, State.LOADING)]
+             if (e.version, e.state) in ((1, State.END), (2, State.LOADING))]
+    assert order == [(1, State.END), (2, State.LOADING)]  # a gap: resource-style
 
-    other = tmp_path / "n"
-    other.mkdir()
-    exports.publish(other, 1, 1.0)
-    swap, events = run_swap(yaml_for(other, top="loader: {memory_limit: 1MB, "
-                                                "memory_policy: refuse}"))
+
+def test_memory_short_keeps_serving_then_loads_once_memory_is_freed(
+        tmp_path: Path, exports: Exports, run_swap: Any) -> None:
+    """The default `memory_policy: refuse`: the served version stays (0 failed calls), the
+    new one is ERROR InsufficientMemory, and it loads by itself once memory is freed."""
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # touch every page
+    limit = rss() - 100 * 2**20  # short while the ballast is held, ample once freed
+    swap, events = run_swap(yaml_for(base, top=f"loader: {{memory_limit: {limit}}}"))
     swap.wait_until_available("m", timeout=60)
-    exports.publish(other, 2, 2.0)
+    consumer = Consumer(swap, {1: answer(1.0), 2: answer(2.0)})
+    consumer.start()
+    exports.publish(base, 2, 2.0)
     error = events.wait_state(2, State.ERROR)
-    assert error.error_type == "InsufficientMemory"
-    with swap.acquire("m") as served:
-        assert served.version == 1 and predict(served) == 2.0
+    assert error.error_type == "InsufficientMemory", error
+    wait_until(lambda: consumer.calls.get(1, 0) > 20, what="v1 keeps answering")
+    assert State.LOADING not in events.states(2)
+    del ballast  # memory freed: the held version loads on the next look
+    swap.wait_until_available("m", version=2, timeout=60)
+    wait_until(lambda: consumer.calls.get(2, 0) > 5, what="v2 answers")
+    consumer.stop()
+    assert consumer.failures == []
+    assert events.states(2) == [State.ERROR, State.LOADING, State.AVAILABLE]
 
 
 def test_identical_version_reuses_the_loaded_model(tmp_path: Path, exports: Exports,

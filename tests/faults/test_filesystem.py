@@ -37,7 +37,8 @@ def test_version_folder_deleted_during_its_load(scene: Callable[..., Scene],
     assert held.entered.wait(60)  # v2 is loading (held in its warmup)
     shutil.rmtree(s.base / "2")
     record = s.swap._coordinator._models["m"]
-    wait_until(lambda: 2 not in record.listed, what="the coordinator to see v2 gone")
+    wait_until(lambda: record.scan is not None and 2 not in (record.scan.listing or {}),
+               what="the coordinator to see v2 gone")
     s.keeps_answering(1)
     held.release()
     wait_until(lambda: s.status(2) is None, what="v2's load discarded")

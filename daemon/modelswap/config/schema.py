@@ -168,6 +168,8 @@ class WatchConfig(BaseModel):
     poll_interval: PositiveDuration = 1.0
     rescan_interval: PositiveDuration = 30.0
     settle: Duration = 0.2
+    gate_threads: PositiveInt = 2
+    gate_timeout: PositiveDuration = 60.0
 
 
 class LoaderConfig(BaseModel):
@@ -179,10 +181,11 @@ class LoaderConfig(BaseModel):
     retry_interval: Duration = 2.0
     load_timeout: Duration = 600.0
     swap_policy: Literal["availability", "resource"] = "availability"
-    memory_policy: Literal["fallback", "refuse", "ignore"] = "fallback"
-    memory_factor: Annotated[float, Field(gt=0, le=100)] = 1.5
+    memory_policy: Literal["fallback", "refuse", "ignore"] = "refuse"
+    memory_factor: Annotated[float, Field(gt=0, le=100)] = 1.0
     memory_limit: Size | None = None
     gc_freeze: StrictBool = True
+    handle_warn_after: Duration = 300.0
 
 
 class ServiceConfig(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ class FailureMemory:
     def __init__(self, directory: Path | None) -> None:
         self._path = directory / FILE if directory is not None else None
         self._data: dict[str, dict[str, dict[str, str]]] = {}
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="modelswap-state")
         if self._path is not None and self._path.exists():
             try:
                 loaded: Any = json.loads(self._path.read_text(encoding="utf-8"))
@@ -30,17 +32,23 @@ class FailureMemory:
             except (OSError, ValueError) as exc:
                 log.warning("state_unreadable", path=str(self._path), error=str(exc))
 
+    def close(self) -> None:
+        """Wait for pending writes."""
+        self._writer.shutdown(wait=True)
+
     @property
     def enabled(self) -> bool:
         return self._path is not None
 
-    def has(self, model: str, version: int) -> bool:
-        return str(version) in self._data.get(model, {})
+    def failed(self, model: str) -> dict[int, str]:
+        """{version: identity of the files that failed} for `model`."""
+        return {int(v): e["identity"] for v, e in self._data.get(model, {}).items()
+                if v.isdigit() and isinstance(e, dict) and isinstance(e.get("identity"), str)}
 
-    def recall(self, model: str, version: int, identity: str) -> dict[str, str] | None:
-        """The remembered failure of these exact files, if any."""
-        entry = self._data.get(model, {}).get(str(version))
-        return entry if entry and entry.get("identity") == identity else None
+    def error_of(self, model: str, version: int) -> tuple[str, str]:
+        """(error_type, error) remembered for a version."""
+        entry = self._data.get(model, {}).get(str(version), {})
+        return entry.get("error_type", "LoadError"), entry.get("error", "failed")
 
     def remember(self, model: str, version: int, identity: str, error_type: str,
                  error: str) -> None:
@@ -54,13 +62,17 @@ class FailureMemory:
             self._save()
 
     def _save(self) -> None:
-        if self._path is None:
-            return
+        """Write the file on a thread of its own: the coordinator does no file I/O."""
+        if self._path is not None:
+            self._writer.submit(self._write, json.dumps(self._data, indent=1, sort_keys=True))
+
+    def _write(self, text: str) -> None:
+        assert self._path is not None
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".failures-", dir=self._path.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self._data, f, indent=1, sort_keys=True)
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self._path)

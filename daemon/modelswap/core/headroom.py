@@ -1,35 +1,15 @@
-"""Memory headroom: will a new version fit beside the served one?"""
+"""Memory headroom: how many bytes this process may still use before it is short.
+
+Reclaimable page cache counts as free (the kernel drops it under pressure): in a cgroup v2,
+`memory.max - memory.current + inactive_file`; on the host, `MemAvailable`. These are
+procfs/sysfs reads, never a model's file system.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
-import structlog
-
-from modelswap.config import LoaderConfig
-
-log = structlog.get_logger("modelswap")
-
-
-def estimate(version_dir: Path, factor: float) -> int:
-    """Bytes a loaded version is expected to take: its files (variables/ + graph) x factor."""
-    total = 0
-    for name in ("saved_model.pb", "saved_model.pbtxt"):
-        with contextlib.suppress(OSError):
-            total += (version_dir / name).stat().st_size
-    try:
-        with os.scandir(version_dir / "variables") as entries:
-            total += sum(e.stat().st_size for e in entries if e.is_file())
-    except OSError:
-        pass
-    return int(total * factor)
-
-
-def _rss() -> int:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from modelswap.load.job import rss
 
 
 def _mem_available() -> int | None:
@@ -43,8 +23,20 @@ def _mem_available() -> int | None:
     return None
 
 
+def _stat_field(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+    except OSError:
+        pass
+    return 0
+
+
 def _cgroup_headroom() -> int | None:
-    """memory.max - memory.current of this process's cgroup (v2), or v1's limit - usage."""
+    """The limit minus the usage of this process's memory cgroup, page cache that can be
+    reclaimed counted as free (v2: inactive_file; v1: total_inactive_file)."""
     try:
         with open("/proc/self/cgroup", encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -55,9 +47,11 @@ def _cgroup_headroom() -> int | None:
         if hierarchy == "0" and controllers == "":
             base = Path("/sys/fs/cgroup") / path.lstrip("/")
             limit_file, usage_file = base / "memory.max", base / "memory.current"
+            reclaimable = _stat_field(base / "memory.stat", "inactive_file")
         elif "memory" in controllers.split(","):
             base = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
             limit_file, usage_file = base / "memory.limit_in_bytes", base / "memory.usage_in_bytes"
+            reclaimable = _stat_field(base / "memory.stat", "total_inactive_file")
         else:
             continue
         try:
@@ -66,7 +60,7 @@ def _cgroup_headroom() -> int | None:
         except (OSError, ValueError):
             continue
         if limit.isdigit() and int(limit) < 2**60:
-            return int(limit) - usage
+            return int(limit) - usage + reclaimable
     return None
 
 
@@ -74,25 +68,6 @@ def headroom(limit: int | None = None) -> int | None:
     """Bytes this process may still use: `limit` - RSS when a limit is configured, else the
     smaller of the cgroup's headroom and MemAvailable (None when nothing is known)."""
     if limit is not None:
-        return limit - _rss()
+        return limit - rss()
     known = [v for v in (_cgroup_headroom(), _mem_available()) if v is not None]
     return min(known) if known else None
-
-
-def shortfall(paths: list[Path], factor: float, limit: int | None) -> tuple[int, int] | None:
-    """(estimate, headroom) in bytes when loading `paths` would not fit, else None."""
-    room = headroom(limit)
-    need = sum(estimate(path, factor) for path in paths)
-    return (need, room) if room is not None and need > room else None
-
-
-def short_of_memory(model: str, versions: dict[int, Path], loader: LoaderConfig) -> bool:
-    """True (and logged) when loading `versions` beside the served ones would not fit."""
-    if loader.memory_policy == "ignore":
-        return False
-    short = shortfall(list(versions.values()), loader.memory_factor, loader.memory_limit)
-    if short is not None:
-        log.warning("memory_headroom_short", model=model, versions=sorted(versions),
-                    estimate_bytes=short[0], headroom_bytes=short[1],
-                    policy=loader.memory_policy)
-    return short is not None

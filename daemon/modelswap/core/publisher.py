@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 from modelswap.core.records import ModelRecord
 from modelswap.events import ModelEvent, VersionStatus
-from modelswap.handles import ModelView, Served
+from modelswap.handles import ModelView, Resident
 
 
 class Publisher:
@@ -18,11 +18,16 @@ class Publisher:
     def __init__(self, emit: Callable[[ModelEvent], None]) -> None:
         self.snapshot: Mapping[str, ModelView] = MappingProxyType({})
         self.status: Mapping[str, tuple[VersionStatus, ...]] = MappingProxyType({})
-        # every Served not yet dropped (AVAILABLE and UNLOADING), for the handle gauges
-        self.served: tuple[Served, ...] = ()
+        # every Resident not yet dropped (AVAILABLE and UNLOADING), for the handle gauges
+        self.served: tuple[Resident, ...] = ()
         self.changed = threading.Condition()
         self._emit = emit
         self._events: list[ModelEvent] = []
+
+    @property
+    def pending(self) -> bool:
+        """Events are queued that `publish` has not emitted yet."""
+        return bool(self._events)
 
     def record(self, event: ModelEvent) -> None:
         """Queue an event; it is emitted once `publish` has made it visible."""

@@ -1,4 +1,7 @@
-"""The coordinator's records of models and versions, and what it publishes from them."""
+"""The coordinator's records of models and versions, and what it publishes from them.
+
+Only the coordinator thread touches these.
+"""
 
 from __future__ import annotations
 
@@ -11,47 +14,56 @@ from typing import Any
 import structlog
 
 from modelswap.config import ModelConfig
+from modelswap.core.planner import Record
 from modelswap.events import ModelEvent, State, VersionStatus
-from modelswap.gate.checks import MetaInfo
-from modelswap.gate.listing import list_versions, parse_version
-from modelswap.handles import ModelView, Served
-from modelswap.load.contract import violations
+from modelswap.gate.checks import Gate, MetaInfo
+from modelswap.gate.listing import parse_version
+from modelswap.gate.scan import ScanResult
+from modelswap.handles import ModelView, Resident
 
 log = structlog.get_logger("modelswap")
 
 
 @dataclass
 class VersionRecord:
-    """The coordinator's record of one version (only the coordinator thread touches it)."""
+    """The coordinator's record of one version."""
 
     number: int
     path: Path
     state: State = State.WAITING
     error: str | None = None
     error_type: str | None = None
-    since: float = field(default_factory=time.time)
+    since: float = field(default_factory=time.time)  # wall clock: the last state change
+    announced: bool = False  # an event was emitted for it (the first has previous=None)
     retries: int = 0
     retry_at: float | None = None
-    failed_signature: tuple[object, ...] | None = None
-    served: Served | None = None
+    failed_files: object | None = None  # a final failure, for these files
+    served: Resident | None = None
     token: int = 0
     meta: MetaInfo | None = None
+    files: object | None = None  # gate signature of the files it was loaded from
     durations: dict[str, float] = field(default_factory=dict)
     ready_at: float | None = None  # monotonic: when the gate first passed it
-    signature: tuple[object, ...] | None = None  # the files the gate last passed
     identity: str | None = None  # content identity of the loaded files (for reuse)
 
     def transition(self, model: str, state: State, error: str | None = None,
                    error_type: str | None = None) -> ModelEvent | None:
-        """Move to `state`; the event to publish, or None when nothing changed."""
-        if (self.state, self.error, self.error_type) == (state, error, error_type):
+        """Move to `state`; the event to publish, or None when the state is unchanged (a
+        new reason alone, e.g. copy progress, updates the status without an event)."""
+        if self.announced and state is self.state and error_type == self.error_type:
+            self.error = error
             return None
-        previous = self.state
+        previous = self.state if self.announced else None
         self.state, self.error, self.error_type = state, error, error_type
+        self.announced = True
         self.since = time.time()
         durations = tuple(self.durations.items()) if state is State.AVAILABLE else ()
         return ModelEvent(model, self.number, state, previous, self.path, error, error_type,
                           durations)
+
+    def as_planned(self, outgoing: bool = False) -> Record:
+        return Record(self.number, self.state, self.path, self.failed_files, self.retry_at,
+                      self.meta, outgoing)
 
 
 def log_event(event: ModelEvent) -> None:
@@ -68,74 +80,30 @@ def log_event(event: ModelEvent) -> None:
 
 @dataclass
 class ModelRecord:
-    """The coordinator's record of one model."""
+    """The coordinator's record of one model: its versions and its gate jobs."""
 
     config: ModelConfig
+    gate: Gate
     versions: dict[int, VersionRecord] = field(default_factory=dict)
-    aspired: frozenset[int] = frozenset()
-    base_ok: bool = True
-    warned: frozenset[str] = frozenset()
-    listed: dict[int, Path] = field(default_factory=dict)
-    first_event: dict[int, float] = field(default_factory=dict)  # version → first hint
     # versions loaded under a previous base_path/tags/signatures: they serve until a
     # version under the new settings is available, then retire
     outgoing: list[VersionRecord] = field(default_factory=list)
-
-    def relist(self) -> tuple[dict[int, Path], list[Path] | None]:
-        """List the base path: (version → folder, folders gone since the last listing, or
-        None when nothing changed). A missing base path lists as empty, with a warning."""
-        cfg = self.config
-        try:
-            on_disk, warnings = list_versions(cfg.base_path)
-            if not self.base_ok:
-                log.info("base_path_back", model=cfg.name, path=str(cfg.base_path))
-            self.base_ok = True
-        except OSError as exc:
-            on_disk, warnings = {}, []
-            if self.base_ok:
-                log.warning("base_path_unavailable", model=cfg.name, path=str(cfg.base_path),
-                            error=exc.strerror or str(exc), serving=sorted(
-                                n for n, v in self.versions.items()
-                                if v.state is State.AVAILABLE))
-            self.base_ok = False
-        for text in set(warnings) - self.warned:
-            log.warning("duplicate_version_folders", model=cfg.name, detail=text)
-        self.warned = frozenset(warnings)
-        if on_disk == self.listed:
-            return on_disk, None
-        gone = [path for number, path in self.listed.items() if on_disk.get(number) != path]
-        for number, path in self.listed.items():
-            if on_disk.get(number) != path:
-                self.first_event.pop(number, None)
-        self.listed = on_disk
-        return on_disk, gone
+    aspired: frozenset[int] = frozenset()
+    scan: ScanResult | None = None  # the last gate job's result
+    scanning: bool = False  # a gate job is running
+    scan_wanted: bool = True  # look at the disk again once the running job is done
+    serial: int = 0  # of the last gate job submitted
+    renamed: list[Path] = field(default_factory=list)  # rename targets since the last job
+    first_event: dict[int, float] = field(default_factory=dict)  # version → first sighting
+    base_ok: bool = True
+    warned: frozenset[str] = frozenset()
+    growth: int | None = None  # bytes the last load of this model added to the RSS
 
     def records(self) -> list[VersionRecord]:
         """Every version record, current and outgoing."""
         return [*self.versions.values(), *self.outgoing]
 
-    def contract_breaks(self, numbers: frozenset[int]) -> dict[int, str]:
-        """The versions in `numbers` that break the served version's signature contract
-        (from their parsed saved_model.pb), with the diff. Older versions are rollbacks and
-        are not checked."""
-        served = max((u for u in self.records()
-                      if u.state is State.AVAILABLE and u.meta is not None),
-                     key=lambda u: u.number, default=None)
-        mode = self.config.contract
-        if served is None or served.meta is None or mode == "off":
-            return {}
-        broken = {}
-        for number in sorted(numbers):
-            v = self.versions[number]
-            if number < served.number or v.meta is None:
-                continue
-            found = violations(served.meta.signature_io, v.meta.signature_io, mode)
-            if found:
-                broken[number] = (f"breaks the {mode!r} contract of served version "
-                                  f"{served.number}: " + " | ".join(found))
-        return broken
-
-    def find(self, served: Served) -> VersionRecord | None:
+    def find(self, served: Resident) -> VersionRecord | None:
         """The record holding `served`."""
         v = self.versions.get(served.version)
         if v is not None and v.served is served:
@@ -160,7 +128,7 @@ class ModelRecord:
                    for n, v in sorted(self.versions.items(), reverse=True)]
         records += [(v, ()) for v in self.outgoing]
         return tuple(VersionStatus(v.number, v.state, v.path, v.error, v.error_type, v.since,
-                                   v.retries, labels) for v, labels in records)
+                                   v.retries, labels) for v, labels in records if v.announced)
 
 
 @dataclass
@@ -171,6 +139,8 @@ class Counters:
     rescans: int = 0  # periodic full rescans
     rescan_changes: int = 0  # changes on disk that a rescan found and no event reported
     swaps: int = 0  # versions published
+    step_failures: int = 0  # coordinator steps that raised (logged; the loop went on)
+    slow_scans: int = 0  # gate jobs abandoned after watch.gate_timeout
 
 
 def version_of(base: Path, path: Path) -> int | None:

@@ -143,6 +143,13 @@ class Gate:
             self._first_seen.pop(version_dir / name, None)
             self._renamed.pop(version_dir / name, None)
 
+    def forget_except(self, keep: set[Path]) -> None:
+        """Drop what is cached for every version folder not in `keep`."""
+        known = {*self._cache, *(p.parent for p in self._first_seen),
+                 *(p.parent for p in self._renamed)}
+        for version_dir in known - keep:
+            self.forget(version_dir)
+
     def check(self, version_dir: Path, tags: frozenset[str], marker: str | None,
               trust_base: Path | None = None) -> Verdict:
         """Apply the gate to one version folder (and the trust check under `trust_base`)."""

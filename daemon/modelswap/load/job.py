@@ -4,6 +4,7 @@ warmup; typed errors."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -30,6 +31,13 @@ class Loaded:
     durations: dict[str, float] = field(default_factory=dict)
     identity: str | None = None  # content identity (see identity.py)
     reused_from: int | None = None  # set instead of a model: identical to this loaded version
+    rss_growth: int | None = None  # bytes the process's RSS grew by during load and warmup
+
+
+def rss() -> int:
+    """This process's resident set size in bytes."""
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
@@ -93,6 +101,7 @@ class LoadJob:
     warmup_iterations: int = 1  # replays of each record of a TF Serving warmup file
     reuse: tuple[tuple[str, int], ...] | None = ()  # loaded versions' identities; None: off
     load_timeout: float = 0.0  # seconds for run_job (load + warmup); 0: none
+    identify_failure: bool = False  # on failure, hash the files (for failure memory)
 
 
 def run_job(job: LoadJob) -> Loaded:
@@ -141,6 +150,7 @@ def _run_job(job: LoadJob) -> Loaded:
     same = dict(job.reuse or ()).get(identity) if identity is not None else None
     if same is not None:
         return Loaded(None, {}, {"identify": identified}, identity, reused_from=same)
+    before = rss()
     loaded = load_version(job.path, job.tags, job.signatures)
     loaded.identity = identity
     if identity is not None:
@@ -150,6 +160,7 @@ def _run_job(job: LoadJob) -> Loaded:
     report = run_warmup(loaded.model, job.path, job.warmup, job.warmup_timeout,
                         iterations=job.warmup_iterations, logger=logger)
     loaded.durations["warmup"] = time.perf_counter() - started
+    loaded.rss_growth = rss() - before  # other loads may run at once: an estimate
     if report.kind != "off":
         logger.info("warmed_up", kind=report.kind, calls=report.calls,
                     skipped=len(report.skipped), warmup_s=round(loaded.durations["warmup"], 4))

@@ -37,10 +37,12 @@ class _StateCollector(Collector):
     """Version states, served versions, handles and the coordinator's counters, at scrape time."""
 
     def __init__(self, coordinator: Coordinator, hook_errors: Callable[[], int],
-                 consumer_errors: Callable[[], int]) -> None:
+                 consumer_errors: Callable[[], int],
+                 consumers_abandoned: Callable[[], int]) -> None:
         self._coordinator = coordinator
         self._hook_errors = hook_errors
         self._consumer_errors = consumer_errors
+        self._consumers_abandoned = consumers_abandoned
 
     def describe(self) -> Iterable[Metric]:
         return list(self._families())
@@ -48,7 +50,8 @@ class _StateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         c = self._coordinator
         status, snapshot, served = c.status_snapshot, c.snapshot, c.served_versions
-        states, current, handles, hooks, consumers, rescans, changes, events = self._families()
+        (states, current, handles, hooks, consumers, rescans, changes, events, steps, slow,
+         abandoned) = self._families()
         for name, versions in sorted(status.items()):
             for v in versions:
                 for state in State:
@@ -68,10 +71,15 @@ class _StateCollector(Collector):
         rescans.add_metric([], float(counters.rescans))
         changes.add_metric([], float(counters.rescan_changes))
         events.add_metric([], float(counters.events))
-        yield from (states, current, handles, hooks, consumers, rescans, changes, events)
+        steps.add_metric([], float(counters.step_failures))
+        slow.add_metric([], float(counters.slow_scans))
+        abandoned.add_metric([], float(self._consumers_abandoned()))
+        yield from (states, current, handles, hooks, consumers, rescans, changes, events, steps,
+                    slow, abandoned)
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+                             CounterMetricFamily, CounterMetricFamily, CounterMetricFamily,
                              CounterMetricFamily, CounterMetricFamily, CounterMetricFamily,
                              CounterMetricFamily, CounterMetricFamily]:
         return (
@@ -94,6 +102,15 @@ class _StateCollector(Collector):
                                 "reported (non-zero: events are being lost)"),
             CounterMetricFamily("modelswap_fs_events",
                                 "Filesystem events received (hints naming a model)"),
+            CounterMetricFamily("modelswap_coordinator_step_failures",
+                                "Coordinator steps that raised (logged as "
+                                "coordinator_step_failed; the loop went on)"),
+            CounterMetricFamily("modelswap_gate_jobs_abandoned",
+                                "Gate jobs (listing, checks) abandoned after watch.gate_timeout: "
+                                "a slow or hung file system"),
+            CounterMetricFamily("modelswap_consumers_abandoned",
+                                "Consumers that ignored their stop event past "
+                                "service.stop_timeout (process-wide)"),
         )
 
 
@@ -103,6 +120,7 @@ class Metrics:
 
     def __init__(self, coordinator: Coordinator, *, hook_errors: Callable[[], int],
                  consumer_errors: Callable[[], int] = lambda: 0,
+                 consumers_abandoned: Callable[[], int] = lambda: 0,
                  models: Iterable[str] = ()) -> None:
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
@@ -122,7 +140,8 @@ class Metrics:
         self._swaps = Counter(
             "modelswap_swaps", "Versions published (made available)", ["model"],
             registry=registry)
-        registry.register(_StateCollector(coordinator, hook_errors, consumer_errors))
+        registry.register(_StateCollector(coordinator, hook_errors, consumer_errors,
+                                          consumers_abandoned))
         for name in models:
             self._swaps.labels(name)
 

@@ -1,23 +1,23 @@
-"""Filesystem source: watchdog observers that turn events into "model X may have changed".
+"""Local watching: watchdog (inotify) observers, and poll mode, both posting hints only.
 
-Events are hints only (the coordinator re-lists the disk), so handlers do no I/O
-and never block. Models in poll mode (`watch.mode: poll`, or network and FUSE
-filesystems in auto mode) get no watchdog watch: the coordinator re-lists them
-every `poll_interval` itself, which is what a polling observer would do, in one
-thread instead of one per base path (bench/ figure 6 measured watchdog's
-PollingObserver at 55x the CPU of one listing thread for 1,000 models).
-
-A base path that is missing is watched through its nearest existing parent until it
-appears; a base path that is deleted and re-created is re-watched (watchdog needs an
-unschedule before a re-schedule of a dead watch).
+A hint names a model and a path; the coordinator re-lists the disk, so handlers do no I/O
+and never block. Each base path gets a recursive watch, and its parent a plain one, so a
+base path renamed in as a whole is seen at once. A base path that is missing is watched
+through its nearest existing parent until it appears; one deleted and re-created is watched
+again. Models in poll mode (`watch.mode: poll`, or network and FUSE file systems in auto
+mode) get no watch: this module's thread posts a hint for each every `poll_interval`
+(one thread for all of them; bench/ figure 6 measured watchdog's PollingObserver at 55x the
+CPU of one listing thread for 1,000 models).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import math
 import os
+import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,46 +38,14 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
+from modelswap.watch.mounts import needs_polling_cached
+
 log = structlog.get_logger("modelswap.source")
 
 # Opens and reads (ours and TensorFlow's) must not come back as hints.
 EVENT_FILTER = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
                 FileMovedEvent, DirMovedEvent, FileModifiedEvent, FileClosedEvent]
-NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs",
-                        "lustre", "gpfs", "afs", "beegfs", "davfs", "virtiofs", "fuse",
-                        "fuseblk", "sshfs", "ncpfs", "ocfs2", "gfs2"})
-
 Hint = Callable[[str, Path, bool], None]  # (model, event path, path is a rename's target)
-
-
-def filesystem_type(path: Path) -> str:
-    """The type of the filesystem `path` lives on, from /proc/self/mounts ("" if unknown)."""
-    best, fstype = "", ""
-    target = os.path.realpath(path)
-    try:
-        with open("/proc/self/mounts", encoding="utf-8") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) < 3:
-                    continue
-                point = fields[1].replace("\\040", " ")
-                inside = target == point or target.startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):
-                    best, fstype = point, fields[2]
-    except OSError:
-        return ""
-    return fstype
-
-
-def needs_polling(path: Path) -> bool:
-    """True on network and FUSE filesystems, where inotify misses other hosts' writes."""
-    fstype = filesystem_type(path)
-    return fstype in NETWORK_FS or fstype.startswith("fuse.")
-
-
-@functools.lru_cache(maxsize=1024)
-def _needs_polling_cached(path: Path, device: int) -> bool:
-    return needs_polling(path)
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -96,30 +64,43 @@ class _Placement:
     inode: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class _Configure:
+    models: Mapping[str, Path]
+    mode: str
+    poll_interval: float
+    rescan_interval: float
+
+
 class Source(FileSystemEventHandler):
     """Watches every model's base path; calls `hint(name, path, moved_to)` on changes."""
 
     def __init__(self, models: Mapping[str, Path], hint: Hint, *, mode: str = "auto",
-                 poll_interval: float = 1.0) -> None:
+                 poll_interval: float = 1.0, rescan_interval: float = 30.0) -> None:
         super().__init__()
         self._hint = hint
         self._mode = mode
         self._poll_interval = poll_interval
+        self._rescan_interval = rescan_interval
         self._bases = dict(models)
         self._observers: dict[str, BaseObserver] = {}
-        self._placements: dict[str, _Placement] = {}
+        self._placements: dict[str, tuple[_Placement, ...]] = {}
         self._watches: dict[_Placement, tuple[ObservedWatch, set[str]]] = {}
         self._routes: dict[Path, frozenset[str]] = {}  # base path → models (prefix match)
         self._waiting: dict[Path, frozenset[str]] = {}  # ancestors of missing bases (exact)
         self._lock = threading.Lock()
+        self._requests: queue.SimpleQueue[str | _Configure | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="modelswap-watch", daemon=True)
         self._stopped = False
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- lifecycle (any thread) ------------------------------------------------------------
     def start(self) -> None:
-        for name in sorted(self._bases):
-            self.ensure(name)
+        self._thread.start()
 
     def stop(self) -> None:
+        self._requests.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         with self._lock:
             self._stopped = True
             observers = list(self._observers.values())
@@ -132,41 +113,69 @@ class Source(FileSystemEventHandler):
             if observer.is_alive():
                 observer.join(timeout=5)
 
-    def configure(self, models: Mapping[str, Path], mode: str, poll_interval: float) -> None:
-        """Apply a reloaded config (call from the coordinator thread)."""
-        self._mode, self._poll_interval = mode, poll_interval
-        self.set_models(models)
-
-    @property
-    def poll_interval(self) -> float:
-        return self._poll_interval
+    def configure(self, models: Mapping[str, Path], mode: str, poll_interval: float,
+                  rescan_interval: float) -> None:
+        """Apply a reloaded config (from any thread; applied on the watch thread)."""
+        self._requests.put(_Configure(dict(models), mode, poll_interval, rescan_interval))
 
     def polled(self) -> frozenset[str]:
-        """The models the coordinator must re-list every `poll_interval`."""
-        return frozenset(name for name, p in self._placements.items() if p.kind == "poll")
+        """The models watched by polling."""
+        return frozenset(name for name, p in self._placements.items() if p and p[0].kind == "poll")
 
     def alive(self) -> bool:
-        """Every observer thread is running."""
+        """The watch thread and every observer thread are running."""
         with self._lock:
             observers = list(self._observers.values())
-        return all(observer.is_alive() for observer in observers)
-
-    def set_models(self, models: Mapping[str, Path]) -> None:
-        """Replace the watched set (config reload)."""
-        for name in set(self._bases) - set(models):
-            self._place(name, None)
-        self._bases = dict(models)
-        for name in sorted(models):
-            self.ensure(name)
+        return self._thread.is_alive() and all(o.is_alive() for o in observers)
 
     def mode_of(self, name: str) -> str | None:
         """"inotify" or "poll": how `name` is watched right now."""
-        placement = self._placements.get(name)
-        return placement.kind if placement else None
+        placements = self._placements.get(name)
+        return placements[0].kind if placements else None
 
-    # -- placement (coordinator thread) ------------------------------------------------
-    def ensure(self, name: str) -> bool:
-        """Put the watch for `name` where it belongs now; True when it moved."""
+    # -- the watch thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        for name in sorted(self._bases):
+            self._ensure(name)
+        now = time.monotonic()
+        next_poll, next_sweep = now + self._poll_interval, now + self._rescan_interval
+        while True:
+            polled = self.polled()
+            deadline = min(next_poll if polled else math.inf, next_sweep)
+            try:
+                request = self._requests.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                request = ""
+            if request is None:
+                return
+            try:
+                self._serve(request)
+            except Exception:  # a bug here must not end watching
+                log.exception("watch_step_failed")
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + self._poll_interval
+                for name in sorted(self.polled()):
+                    self._hint(name, self._bases[name], False)
+            if now >= next_sweep:  # the safety net: re-place every watch
+                next_sweep = now + self._rescan_interval
+                for name in sorted(self._bases):
+                    self._ensure(name)
+
+    def _serve(self, request: str | _Configure) -> None:
+        if isinstance(request, _Configure):
+            self._mode, self._poll_interval = request.mode, request.poll_interval
+            self._rescan_interval = request.rescan_interval
+            for name in set(self._bases) - set(request.models):
+                self._place(name, ())
+            self._bases = dict(request.models)
+            for name in sorted(self._bases):
+                self._ensure(name)
+        elif request:
+            self._ensure(request)
+
+    def _ensure(self, name: str) -> bool:
+        """Put the watches for `name` where they belong now; True when they moved."""
         base = self._bases.get(name)
         if base is None or self._stopped:
             return False
@@ -175,15 +184,18 @@ class Source(FileSystemEventHandler):
             st = target.stat()
         except OSError:
             return False
-        if self._mode == "poll" or (
-                self._mode == "auto" and _needs_polling_cached(target, st.st_dev)):
-            kind = "poll"
-        else:
-            kind = "inotify"
-        placement = _Placement(kind, target, target == base, (st.st_dev, st.st_ino))
-        if self._placements.get(name) == placement:
+        poll = self._mode == "poll" or (
+            self._mode == "auto" and needs_polling_cached(target, st.st_dev))
+        kind = "poll" if poll else "inotify"
+        placements = [_Placement(kind, target, target == base, (st.st_dev, st.st_ino))]
+        if kind == "inotify" and target == base and base.parent != base:
+            with contextlib.suppress(OSError):  # the parent: a base path renamed in
+                pst = base.parent.stat()
+                placements.append(_Placement(kind, base.parent, False,
+                                             (pst.st_dev, pst.st_ino)))
+        if self._placements.get(name) == tuple(placements):
             return False
-        self._place(name, placement)
+        self._place(name, tuple(placements))
         log.info("watching", model=name, path=str(target), mode=kind,
                  base_path=str(base), waiting_for_base=target != base)
         return True
@@ -198,22 +210,22 @@ class Source(FileSystemEventHandler):
             self._observers[kind] = observer
         return observer
 
-    def _place(self, name: str, placement: _Placement | None) -> None:
+    def _place(self, name: str, placements: tuple[_Placement, ...]) -> None:
         with self._lock:
-            old = self._placements.pop(name, None)
-            if old is not None and old.kind == "inotify":
+            for old in self._placements.pop(name, ()):
+                if old.kind != "inotify" or old not in self._watches:
+                    continue
                 watch, names = self._watches[old]
                 names.discard(name)
                 if not names:
                     del self._watches[old]
                     with contextlib.suppress(KeyError, OSError):
                         self._observers[old.kind].unschedule(watch)
-            if placement is not None and placement.kind == "poll":
-                self._placements[name] = placement
-            elif placement is not None:
-                if placement in self._watches:
+            placed = []
+            for placement in placements:
+                if placement.kind == "inotify" and placement in self._watches:
                     self._watches[placement][1].add(name)
-                else:
+                elif placement.kind == "inotify":
                     try:
                         watch = self._observer(placement.kind).schedule(
                             self, str(placement.target), recursive=placement.recursive,
@@ -221,17 +233,19 @@ class Source(FileSystemEventHandler):
                     except OSError as exc:
                         log.warning("watch_failed", model=name, path=str(placement.target),
                                     error=str(exc))
-                        return
+                        continue
                     self._watches[placement] = (watch, {name})
-                self._placements[name] = placement
+                placed.append(placement)
+            if placed:
+                self._placements[name] = tuple(placed)
             routes: dict[Path, set[str]] = {}
             waiting: dict[Path, set[str]] = {}
             for other, where in self._placements.items():
                 base = self._bases[other]
                 routes.setdefault(base, set()).add(other)
-                if not where.recursive:
+                if not where[0].recursive:
                     for parent in base.parents:
-                        if parent == where.target:
+                        if parent == where[0].target:
                             break
                         waiting.setdefault(parent, set()).add(other)
             self._routes = {path: frozenset(names) for path, names in routes.items()}
@@ -246,9 +260,12 @@ class Source(FileSystemEventHandler):
                 continue
             path = Path(raw)
             names: set[str] = set(waiting.get(path, ()))
+            replace = set(names) | set(routes.get(path, ()))  # a base path or its way there
             for candidate in (path, *path.parents):
                 found = routes.get(candidate)
                 if found:
                     names.update(found)
             for name in names:
                 self._hint(name, path, dest)
+            for name in replace:
+                self._requests.put(name)

@@ -281,6 +281,7 @@ class Coordinator:
         if result.listing is not None or m.scan is None:
             m.scan = result
         self._replan.add(name)
+        self._dirty.add(name)  # a model with no version yet is published too (as empty)
 
     # -- planning ------------------------------------------------------------------------
     def _plan(self, m: ModelRecord) -> None:

@@ -26,6 +26,7 @@ from modelswap.errors import (
 )
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.handles import Served
+from modelswap.service.logs import configure_logging
 
 try:
     __version__ = version("modelswap")
@@ -52,6 +53,7 @@ __all__ = [
     "VersionStatus",
     "WarmupFailed",
     "__version__",
+    "configure_logging",
     "load_config",
     "parse_config",
 ]

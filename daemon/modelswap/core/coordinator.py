@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from modelswap.config import LoaderConfig, ModelConfig
 from modelswap.core.failures import FailureMemory
 from modelswap.core.headroom import short_of_memory
@@ -32,11 +30,12 @@ from modelswap.gate.identity import files_hash
 from modelswap.handles import ModelView, Served
 from modelswap.load.job import Loaded, LoadJob
 from modelswap.load.pool import LoadPool
+from modelswap.logger import get_logger
 
 if TYPE_CHECKING:
     from modelswap.watch.local import Source
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 HEARTBEAT_INTERVAL = 1.0  # the loop wakes at least this often, so `heartbeat` stays fresh
 
 
@@ -240,7 +239,7 @@ class Coordinator:
             if v is not None and v.state is State.UNLOADING:
                 continue
             verdict = self._gate.check(on_disk[number], cfg.tag_set, cfg.marker,
-                                       cfg.base_path if cfg.trust else None)
+                                       cfg.base_path if cfg.trust else None, cfg.trust)
             if v is None:
                 v = m.versions[number] = VersionRecord(number, on_disk[number])
                 self._dirty.add(cfg.name)

@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import structlog
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap.state")
+log = get_logger("modelswap.state")
 FILE = "failures.json"
 
 

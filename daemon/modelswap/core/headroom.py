@@ -6,11 +6,10 @@ import contextlib
 import os
 from pathlib import Path
 
-import structlog
-
 from modelswap.config import LoaderConfig
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 def estimate(version_dir: Path, factor: float) -> int:

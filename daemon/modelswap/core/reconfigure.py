@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import structlog
-
 from modelswap.config import ModelConfig
 from modelswap.core.records import ModelRecord
 from modelswap.events import State
+from modelswap.logger import get_logger
 
 if TYPE_CHECKING:
     from modelswap.core.coordinator import Coordinator
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 def apply(coordinator: Coordinator, models: Sequence[ModelConfig]) -> None:

@@ -8,16 +8,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import structlog
-
 from modelswap.config import ModelConfig
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.gate.checks import MetaInfo
 from modelswap.gate.listing import list_versions, parse_version
 from modelswap.handles import ModelView, Served
 from modelswap.load.contract import violations
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 @dataclass

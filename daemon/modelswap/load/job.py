@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from modelswap.errors import LoadError, SignatureMismatch, TransientLoadError
 from modelswap.gate.identity import content_identity
 from modelswap.load.warmup import run_warmup
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 @dataclass

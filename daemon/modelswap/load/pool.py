@@ -9,13 +9,12 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
-
 from modelswap.errors import LoadError, LoadTimeout
 from modelswap.load import job as jobs
 from modelswap.load.job import Loaded, LoadJob
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 class LoadPool:

@@ -321,7 +321,8 @@ class Coordinator:
         self._pool.submit(LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set,
                                   tuple(cfg.signatures), cfg.warmup, cfg.warmup_timeout,
                                   reuse=twins if reuse else None,
-                                  load_timeout=self.loader_config.load_timeout))
+                                  load_timeout=self.loader_config.load_timeout,
+                                  load_options=cfg.load_options))
 
     def _recall_failure(self, m: ModelRecord, v: VersionRecord,
                         signature: tuple[object, ...]) -> None:

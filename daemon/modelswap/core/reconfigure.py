@@ -20,8 +20,8 @@ def apply(coordinator: Coordinator, models: Sequence[ModelConfig]) -> None:
     """Apply a new set of models to the coordinator's records (on its thread).
 
     Removed models retire; added ones load; a model whose policy, labels, marker or
-    trust changed is re-planned in place; one whose base_path, tags or required
-    signatures changed starts afresh while its loaded versions keep serving until a
+    trust changed is re-planned in place; one whose base_path, tags, required
+    signatures or load_options changed starts afresh while its loaded versions keep serving until a
     version under the new settings is available. Unchanged models are untouched.
     """
     wanted = {m.name: m for m in models}
@@ -42,8 +42,9 @@ def apply(coordinator: Coordinator, models: Sequence[ModelConfig]) -> None:
         if current is None:
             coordinator._models[name] = ModelRecord(cfg)
             log.info("model_added", model=name, base_path=str(cfg.base_path))
-        elif (current.config.base_path, current.config.tag_set, current.config.signatures) \
-                == (cfg.base_path, cfg.tag_set, cfg.signatures):
+        elif (current.config.base_path, current.config.tag_set, current.config.signatures,
+              current.config.load_options) \
+                == (cfg.base_path, cfg.tag_set, cfg.signatures, cfg.load_options):
             current.config = cfg
             log.info("model_changed", model=name, reload_versions=False)
         else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelswap.config import LoadOptions
 from modelswap.errors import LoadError, SignatureMismatch, TransientLoadError
 from modelswap.gate.identity import content_identity
 from modelswap.load.warmup import run_warmup
@@ -44,8 +45,10 @@ def _transient_types() -> tuple[type[BaseException], ...]:
     )
 
 
-def load_version(path: Path, tags: frozenset[str], signatures: Sequence[str] = ()) -> Loaded:
-    """Load the SavedModel at `path` with exactly `tags`; require `signatures`.
+def load_version(path: Path, tags: frozenset[str], signatures: Sequence[str] = (),
+                 options: LoadOptions | None = None) -> Loaded:
+    """Load the SavedModel at `path` with exactly `tags` and the model's `load_options`
+    (as `tf.saved_model.LoadOptions`); require `signatures`.
 
     The completeness gate has already parsed saved_model.pb and matched the tags.
     Raises `TransientLoadError` for I/O-like failures (worth a retry),
@@ -55,7 +58,9 @@ def load_version(path: Path, tags: frozenset[str], signatures: Sequence[str] = (
 
     started = time.perf_counter()
     try:
-        model = tf.saved_model.load(str(path), tags=sorted(tags))
+        model = tf.saved_model.load(
+            str(path), tags=sorted(tags),
+            options=tf.saved_model.LoadOptions(**(options or LoadOptions()).model_dump()))
     except _transient_types() as exc:
         raise TransientLoadError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
     except Exception as exc:
@@ -92,6 +97,7 @@ class LoadJob:
     warmup_iterations: int = 1  # replays of each record of a TF Serving warmup file
     reuse: tuple[tuple[str, int], ...] | None = ()  # loaded versions' identities; None: off
     load_timeout: float = 0.0  # seconds for run_job (load + warmup); 0: none
+    load_options: LoadOptions | None = None  # the model's `load_options`
 
 
 def run_job(job: LoadJob) -> Loaded:
@@ -140,7 +146,7 @@ def _run_job(job: LoadJob) -> Loaded:
     same = dict(job.reuse or ()).get(identity) if identity is not None else None
     if same is not None:
         return Loaded(None, {}, {"identify": identified}, identity, reused_from=same)
-    loaded = load_version(job.path, job.tags, job.signatures)
+    loaded = load_version(job.path, job.tags, job.signatures, job.load_options)
     loaded.identity = identity
     if identity is not None:
         loaded.durations["identify"] = identified

@@ -15,6 +15,7 @@ from modelswap.config import Config, load_config, parse_config
 from modelswap.errors import (
     ConfigError,
     IncompleteModel,
+    InsufficientMemory,
     LoadError,
     LoadTimeout,
     ModelNotFound,
@@ -28,6 +29,7 @@ from modelswap.errors import (
 )
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.handles import Served
+from modelswap.service.logs import configure_logging
 
 if TYPE_CHECKING:
     from modelswap.api import ModelSwap
@@ -52,6 +54,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "IncompleteModel",
+    "InsufficientMemory",
     "LoadError",
     "LoadTimeout",
     "ModelEvent",
@@ -68,6 +71,7 @@ __all__ = [
     "VersionStatus",
     "WarmupFailed",
     "__version__",
+    "configure_logging",
     "load_config",
     "parse_config",
 ]

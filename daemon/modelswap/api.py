@@ -283,7 +283,8 @@ class ModelSwap:
                 states = ", ".join(f"v{s.version} {s.state.value}"
                                    + (f" ({s.error_type}: {s.error})" if s.error else "")
                                    for s in self.status().get(name, ()))
-                raise TimeoutError(f"{name} not available after {timeout}s"
+                what = f"{name} version {version}" if version is not None else name
+                raise TimeoutError(f"{what} not available after {timeout}s"
                                    f"{'; ' + states if states else '; no version found'}")
             found = ready()
         assert found is not None
@@ -299,26 +300,17 @@ class ModelSwap:
         change is visible to `status()` and `acquire()`. Returns an unsubscribe function."""
         return self._dispatcher.subscribe(callback)
 
-    def ready(self, when: str | None = None) -> bool:
-        """Start-up readiness per `service.ready_when` (or `when`).
-
-        all: every model with a complete version on disk has one AVAILABLE, or its
-        candidates failed (ERROR); any: one model is AVAILABLE (or all would be);
-        immediately: as soon as started.
-        """
-        when = when or self.config.service.ready_when
-        if when == "immediately":
+    def ready(self, require: str | None = None) -> bool:
+        """Readiness per `service.require` (or `require`): `all` / `any` models have a
+        version AVAILABLE; `none`: as soon as started."""
+        require = require or self.config.service.require
+        if require in ("none", "immediately"):
             return self._started
-        status = self._coordinator.status_snapshot
-        if not self._coordinator.scanned or not self._coordinator.model_names <= set(status):
-            return False  # a model not looked at yet (at start-up, or added by a reload)
-        settled = [all(s.state is not State.LOADING for s in versions)
-                   or any(s.state is State.AVAILABLE for s in versions)
-                   for versions in status.values()]
-        if when == "any" and any(view.newest is not None
-                                 for view in self._coordinator.snapshot.values()):
-            return True
-        return all(settled)
+        if require == "any":
+            return any(view.newest is not None for view in self._coordinator.snapshot.values())
+        snapshot = self._coordinator.snapshot
+        return all(snapshot.get(name) is not None and snapshot[name].newest is not None
+                   for name in self._coordinator.model_names)
 
     def healthy(self) -> bool:
         """The coordinator and the observers are alive and the coordinator made progress
@@ -326,19 +318,29 @@ class ModelSwap:
         return (self._started and self._coordinator.alive and self._source.alive()
                 and time.monotonic() - self._coordinator.heartbeat < HEALTHY_WITHIN)
 
-    def summary(self) -> str:
-        """One line for systemd's STATUS=: "2/3 models available; m v7, n v2, o ERROR"."""
+    def summary(self, errors: bool = False) -> str:
+        """One line for systemd's STATUS=: "2/3 models available; m v7, n v2, o ERROR";
+        with `errors`, each model not available also names its newest version's error."""
         status = self.status()
         parts, available = [], 0
         for name, versions in status.items():
             view = self._coordinator.snapshot.get(name)
+            failed = next((s for s in versions if s.state is State.ERROR), None)
             if view is not None and view.newest is not None:
                 available += 1
                 parts.append(f"{name} v{view.newest.version}")
-            elif any(s.state is State.ERROR for s in versions):
-                parts.append(f"{name} ERROR")
+                continue
+            if failed is not None:
+                part = f"{name} ERROR"
             elif any(s.state is State.LOADING for s in versions):
-                parts.append(f"{name} loading")
+                part = f"{name} loading"
             else:
-                parts.append(f"{name} waiting")
+                part = f"{name} waiting"
+            if errors:
+                newest = failed or (versions[0] if versions else None)
+                part += (f" (v{newest.version}: {newest.error_type}: {newest.error})"
+                         if newest is not None and newest.error
+                         else f" (v{newest.version} {newest.state.value})" if newest is not None
+                         else " (no version folder found)")
+            parts.append(part)
         return f"{available}/{len(status)} models available; {', '.join(parts)}"

@@ -11,13 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from modelswap.config import Config
 from modelswap.errors import ConfigError
 from modelswap.events import ModelEvent, State
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap.hooks")
+log = get_logger("modelswap.hooks")
 
 Callback = Callable[[ModelEvent], Any]
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-import structlog
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 J = TypeVar("J")
 R = TypeVar("R")

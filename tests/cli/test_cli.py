@@ -39,6 +39,76 @@ def test_check_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
+def test_version() -> None:
+    from modelswap import __version__
+
+    result = modelswap("--version")
+    assert (result.returncode, result.stdout) == (0, f"modelswap {__version__}\n")
+
+
+def test_check_lists_every_error_sorted_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("models:\n  - name: m\n    base_path: /x\n    version_policy: {latest: 0}\n"
+                    "loader: {threads: 0}\nwatch:\n  mode: fast\n"
+                    "trust: {owners: [no-such-user-xyz]}\n")
+    result = modelswap("check", "--config", str(path))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"modelswap: config error: {path}:4: models[0].version_policy.latest: "
+        "Input should be greater than or equal to 1, got 0",
+        f"modelswap: config error: {path}:5: loader.threads: "
+        "Input should be greater than or equal to 1, got 0",
+        f"modelswap: config error: {path}:7: watch.mode: "
+        "Input should be 'auto', 'inotify' or 'poll', got 'fast'",
+        f"modelswap: config error: {path}:8: trust.owners[0]: "
+        "unknown user 'no-such-user-xyz' (not in the user database)",
+    ]
+
+
+def test_check_warns_but_passes(tmp_path: Path, monkeypatch: object) -> None:
+    home = tmp_path / "home"
+    (home / "models" / "here").mkdir(parents=True)
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  - name: here\n    base_path: ~/models/here\n"
+                    "  - name: gone\n    base_path: ~/models/gone\n"
+                    "service: {ready_when: immediately}\n")
+    result = subprocess.run([*CLI, "check", "--config", str(path)], capture_output=True,
+                            text=True, timeout=TIMEOUT, check=False,
+                            env={**os.environ, "HOME": str(home)})
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+    assert result.stderr.splitlines() == [
+        f"modelswap: warning: {path}:5: models[1].base_path: {home}/models/gone does not "
+        "exist (yet): gone serves nothing until it does",
+        f"modelswap: warning: {path}:6: service.ready_when: ready_when is deprecated: use "
+        "require: none",
+    ]
+
+
+def test_inspect_applies_trust_and_shows_config(tmp_path: Path, exports: Exports) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    os.chown(base / "1", 1001, 1500)
+    plain = modelswap("inspect", str(base))
+    assert plain.returncode == 1
+    assert "version 1: NOT complete (Untrusted: " in plain.stdout
+    config = tmp_path / "c.yaml"
+    config.write_text(f"models:\n  - name: m\n    base_path: {base}\n"
+                      "    load_options: {experimental_io_device: /job:localhost}\n"
+                      "trust: {owners: ['group:1500']}\n")
+    trusted = modelswap("inspect", "--config", str(config), "--json")
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    [report] = json.loads(trusted.stdout)
+    assert report["versions"][0]["complete"] is True
+    assert report["model"]["trust"] == {"owners": ["group:1500"], "group_writable_by": []}
+    assert report["model"]["load_options"]["experimental_io_device"] == "/job:localhost"
+    text = modelswap("inspect", str(base / "1"), "--config", str(config))
+    assert text.returncode == 0 and "load_options: {'allow_partial_checkpoint': False" \
+        in text.stdout
+    elsewhere = modelswap("inspect", str(tmp_path), "--config", str(config))
+    assert elsewhere.returncode == 2 and "no model in" in elsewhere.stderr
+
+
 def test_inspect_version_and_base(tmp_path: Path, exports: Exports) -> None:
     base = tmp_path / "m"
     base.mkdir()
@@ -112,3 +182,5 @@ def test_demo_swaps_with_zero_failed_calls() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "failed calls: 0" in result.stdout
     assert "v2 AVAILABLE" in result.stdout and "v1 END" in result.stdout
+    folder = result.stdout.split("modelswap demo in ", 1)[1].split()[0]
+    assert not Path(folder).exists()

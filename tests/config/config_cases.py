@@ -51,7 +51,17 @@ model_options: dict[str, st.SearchStrategy[Any]] = {
     "labels": st.dictionaries(names, st.integers(1, 1000), max_size=2),
     "signatures": st.lists(st.sampled_from(["serving_default", "predict"]), max_size=2),
     "marker": st.sampled_from(["_SUCCESS", "DONE", "ready.txt"]),
-    "trust": st.booleans(),
+    "trust": st.one_of(st.booleans(), st.fixed_dictionaries({}, optional={
+        "owners": st.lists(st.sampled_from(["root", 0, 1001, "group:0", "group:1500"]),
+                           max_size=3),
+        "group_writable_by": st.lists(st.sampled_from([0, "root", 1500]), max_size=2)})),
+    "load_options": st.fixed_dictionaries({}, optional={
+        "allow_partial_checkpoint": st.booleans(),
+        "experimental_io_device": st.sampled_from(["/job:localhost", "/device:CPU:0"]),
+        "experimental_variable_policy": st.sampled_from(
+            [None, "save_variable_devices", "expand_distributed_variables"]),
+        "experimental_load_function_aliases": st.booleans(),
+        "experimental_skip_checkpoint": st.booleans()}),
     "warmup": st.sampled_from(["auto", "off", False, "json:dumps"]),
     "warmup_timeout": positive_durations,
     "contract": st.sampled_from(["inputs", "signatures", "off", False]),
@@ -69,7 +79,8 @@ sections: dict[str, st.SearchStrategy[Any]] = {
         "memory_factor": st.floats(0.1, 100), "memory_limit": sizes,
         "gc_freeze": st.booleans()}),
     "service": st.fixed_dictionaries({}, optional={
-        "ready_when": st.sampled_from(["all", "any", "immediately"]),
+        "require": st.sampled_from(["all", "any", "none"]),
+        "start_timeout": durations,
         "stop_timeout": durations}),
     "logging": st.fixed_dictionaries({}, optional={
         "level": st.sampled_from(["debug", "info", "warning", "error"]),
@@ -192,12 +203,17 @@ def _scary(config: Config) -> bool:
 
 
 def check_parse(text: str) -> str:
-    """parse_config gives a Config or a located one-line ConfigError; "ok" or "error"."""
+    """parse_config gives a Config or a ConfigError listing located one-line errors, sorted
+    by line; "ok" or "error"."""
     try:
         config: Any = parse_config(text, source=SOURCE, base_dir=Path("/"))
     except ConfigError as err:
         assert err.file == SOURCE and str(err), err
-        assert "\n" not in str(err), f"multi-line message: {str(err)!r}"
+        for one in err.errors:
+            assert one.file == SOURCE and "\n" not in str(one), f"multi-line: {str(one)!r}"
+        lines = [e.line or 0 for e in err.errors if e.line is not None]
+        assert lines == sorted(lines), lines
+        assert str(err) == "\n".join(str(e) for e in err.errors)
         return "error"
     assert isinstance(config, Config)
     return "ok"
@@ -218,7 +234,7 @@ def check_from_yaml(path: Path) -> str:
         try:
             ModelSwap.from_yaml(path)
         except ConfigError as err:
-            assert "\n" not in str(err), f"multi-line message: {str(err)!r}"
+            assert all("\n" not in str(e) for e in err.errors), f"multi-line: {str(err)!r}"
             return "error"
         return "ok"
     finally:
@@ -232,7 +248,7 @@ def _check_outcome(code: int, out: str, err: str) -> str:
         return "ok"
     assert code == 2, (code, out, err)
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("modelswap: "), err
+    assert lines and all(line.startswith("modelswap: config error: ") for line in lines), err
     return "error"
 
 

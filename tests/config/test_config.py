@@ -35,6 +35,10 @@ models:
     signatures: [serving_default]
     marker: _SUCCESS
     trust: false
+    load_options:
+      allow_partial_checkpoint: true
+      experimental_io_device: /job:localhost
+      experimental_variable_policy: save_variable_devices
   - name: other.v2-x
     base_path: rel/other
     version_policy: all
@@ -53,7 +57,8 @@ loader:
   load_timeout: 0
   swap_policy: resource
 service:
-  ready_when: any
+  require: all
+  start_timeout: 2m
   stop_timeout: 1h
   state_dir: state
 logging:
@@ -97,7 +102,11 @@ def test_full_example(tmp_path: Path) -> None:
     assert first.labels == {"stable": 3, "canary": 4}
     assert first.signatures == ("serving_default",)
     assert first.marker == "_SUCCESS"
-    assert first.trust is False
+    assert first.trust is None
+    assert first.load_options.allow_partial_checkpoint
+    assert first.load_options.experimental_io_device == "/job:localhost"
+    assert first.load_options.experimental_variable_policy == "save_variable_devices"
+    assert not first.load_options.is_default and second.load_options.is_default
     assert second.name == "other.v2-x"
     assert second.base_path == tmp_path / "rel" / "other"
     assert second.version_policy.kind == "all"
@@ -107,7 +116,8 @@ def test_full_example(tmp_path: Path) -> None:
     assert cfg.loader.threads == 4 and cfg.loader.max_retries == 0
     assert cfg.loader.retry_interval == 1.5 and cfg.loader.load_timeout == 0
     assert cfg.loader.swap_policy == "resource"
-    assert cfg.service.ready_when == "any" and cfg.service.stop_timeout == 3600
+    assert cfg.service.require == "all" and cfg.service.stop_timeout == 3600
+    assert cfg.service.start_timeout == 120
     assert cfg.service.state_dir == tmp_path / "state"
     assert (cfg.logging.level, cfg.logging.format) == ("debug", "json")
     assert cfg.http.listen == "127.0.0.1:8501"
@@ -130,13 +140,15 @@ def test_defaults() -> None:
     assert model.tags == ("serve",) and model.tag_set == frozenset({"serve"})
     assert model.version_policy == VersionPolicy(kind="latest", latest=1)
     assert model.labels == {} and model.signatures == () and model.marker is None
-    assert model.trust is True
+    assert model.trust is not None and not model.trust.owners
+    assert not model.trust.group_writable_by and model.load_options.is_default
     assert cfg.watch.mode == "auto"
     assert (cfg.watch.poll_interval, cfg.watch.rescan_interval, cfg.watch.settle) == (1, 30, 0.2)
     assert (cfg.loader.threads, cfg.loader.max_retries) == (2, 5)
     assert (cfg.loader.retry_interval, cfg.loader.load_timeout) == (2, 600)
     assert cfg.loader.swap_policy == "availability"
-    assert (cfg.service.ready_when, cfg.service.stop_timeout) == ("all", 30)
+    assert (cfg.service.require, cfg.service.start_timeout) == ("any", 600)
+    assert cfg.service.stop_timeout == 30
     assert cfg.service.state_dir is None
     assert (cfg.logging.level, cfg.logging.format) == ("info", "auto")
     assert cfg.http.listen is None and cfg.http.address is None
@@ -267,7 +279,8 @@ ERROR_CASES: list[tuple[str, str, int | None, str | None, str]] = [
     ("bad_consumer", BASE + "consumers: [':x']\n", 4, "consumers[0]", "'pkg.module:callable'"),
     ("marker_slash", BASE + "    marker: done/_SUCCESS\n", 4, "models[0].marker",
      "plain file name"),
-    ("trust_str", BASE + "    trust: 'yes'\n", 4, "models[0].trust", "valid boolean"),
+    ("trust_str", BASE + "    trust: 'yes'\n", 4, "models[0].trust",
+     "expected true, false or a mapping"),
 ]
 
 
@@ -287,13 +300,68 @@ def test_errors_are_located(
     assert "\n" not in str(err)
 
 
-def test_only_first_error_reported() -> None:
-    text = BASE + "watch:\n  settle: x\n  mode: y\n  poll_interval: z\n"
+def test_every_error_reported_sorted_by_line() -> None:
+    text = BASE + "watch:\n  settle: x\n  mode: y\n  poll_interval: z\n" + \
+        "loader: {threads: 0}\n"
     with pytest.raises(ConfigError) as info:
         parse_config(text, source="c.yaml")
-    assert (info.value.key, info.value.line) == ("watch.mode", 6)
-    assert info.value.message.endswith(" (and 2 more)")
-    assert str(info.value).startswith("c.yaml:")
+    err = info.value
+    assert [(e.line, e.key) for e in err.errors] == [
+        (5, "watch.settle"), (6, "watch.mode"), (7, "watch.poll_interval"),
+        (8, "loader.threads")]
+    assert (err.key, err.line) == ("watch.settle", 5)
+    lines = str(err).splitlines()
+    assert len(lines) == 4 and all(line.startswith("c.yaml:") for line in lines)
+    assert lines[1].startswith("c.yaml:6: watch.mode: ")
+
+
+def test_duplicate_name_listed_with_other_errors() -> None:
+    text = BASE + "  - name: m\n    base_path: /n\n    tags: []\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="c.yaml")
+    assert [(e.line, e.key) for e in info.value.errors] == [
+        (4, "models[1].name"), (6, "models[1].tags")]
+
+
+@pytest.mark.parametrize(("old", "new"), [("all", "all"), ("any", "any"),
+                                          ("immediately", "none")])
+def test_ready_when_is_a_deprecated_alias(old: str, new: str) -> None:
+    cfg = parse_config(MINIMAL + f"service: {{ready_when: {old}}}\n")
+    assert cfg.service.require == new and cfg.service.ready_when == old
+
+
+def test_ready_when_and_require_conflict() -> None:
+    with pytest.raises(ConfigError, match="give only require"):
+        parse_config(MINIMAL + "service: {ready_when: all, require: any}\n")
+
+
+LOAD_OPTION_ERRORS = [
+    ("{allow_partial: true}", "models[0].load_options.allow_partial",
+     "did you mean 'allow_partial_checkpoint'"),
+    ("{allow_partial_checkpoint: 'yes'}", "models[0].load_options.allow_partial_checkpoint",
+     "valid boolean"),
+    ("{experimental_io_device: cpu}", "models[0].load_options.experimental_io_device",
+     "device name like '/job:localhost'"),
+    ("{experimental_variable_policy: all}",
+     "models[0].load_options.experimental_variable_policy", "save_variable_devices"),
+    ("[allow_partial_checkpoint]", "models[0].load_options", "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize(("value", "key", "fragment"), LOAD_OPTION_ERRORS)
+def test_load_options_errors(value: str, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(MINIMAL + f"    load_options: {value}\n", source="c.yaml")
+    assert (info.value.line, info.value.key) == (4, key)
+    assert fragment in info.value.message
+
+
+def test_paths_expand_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = parse_config("models:\n  - name: m\n    base_path: ~/models/m\n"
+                       "python_path: [~/lib]\n")
+    assert cfg.models[0].base_path == tmp_path / "models" / "m"
+    assert cfg.python_path == (tmp_path / "lib",)
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -378,3 +446,46 @@ def test_fuzz_check_command(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "c.yaml"
     path.write_bytes(content)
     config_cases.check_command(path)
+
+
+TRUST_CASES: list[tuple[str, str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = [
+    # (trust section, expected uids, gids, group_writable_by)
+    ("{}", (), (), ()),
+    ("{owners: [root, 1001, 'user:7', 'group:root', 'group:1500']}", (0, 7, 1001), (0, 1500),
+     ()),
+    ("{group_writable_by: [root, 1500, 'group:1600']}", (), (), (0, 1500, 1600)),
+]
+
+
+@pytest.mark.parametrize(("section", "uids", "gids", "writable"), TRUST_CASES)
+def test_trust_owners_resolve(section: str, uids: tuple[int, ...], gids: tuple[int, ...],
+                              writable: tuple[int, ...]) -> None:
+    cfg = parse_config(MINIMAL + f"trust: {section}\n")
+    trust = cfg.models[0].trust
+    assert trust is not None
+    assert (sorted(trust.uids), sorted(trust.gids), trust.group_writable_by) == (
+        list(uids), list(gids), writable)
+
+
+@pytest.mark.parametrize(("text", "line", "key", "fragment"), [
+    (MINIMAL + "trust:\n  owners:\n    - no-such-user-xyz\n", 6, "trust.owners[0]",
+     "unknown user 'no-such-user-xyz'"),
+    (MINIMAL + "trust:\n  group_writable_by: [nogroup-xyz]\n", 5, "trust.group_writable_by[0]",
+     "unknown group 'nogroup-xyz'"),
+    (MINIMAL + "    trust:\n      owners: ['group:nogroup-xyz']\n", 5,
+     "models[0].trust.owners[0]", "unknown group"),
+    (MINIMAL + "trust: {owners: [-3]}\n", 4, "trust.owners[0]", "out of range"),
+    (MINIMAL + "trust: {owner: [root]}\n", 4, "trust.owner", "did you mean 'owners'"),
+])
+def test_trust_errors(text: str, line: int, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="c.yaml")
+    assert (info.value.line, info.value.key) == (line, key)
+    assert fragment in info.value.message
+    assert len(info.value.errors) == 1  # a bad top-level section is reported once
+
+
+def test_trust_off_and_default() -> None:
+    assert parse_config(MINIMAL + "    trust: false\n").models[0].trust is None
+    assert parse_config(MINIMAL).models[0].trust == parse_config(
+        MINIMAL + "    trust: true\n").models[0].trust

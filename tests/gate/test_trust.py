@@ -69,3 +69,67 @@ def test_trust_off(tmp_path: Path, exports: Exports, run_swap: Any) -> None:
     base.chmod(0o777)
     swap, _ = run_swap(yaml_for(base, "trust: false"))
     swap.wait_until_available("m", timeout=60)
+
+
+def _chown_tree(root: Path, uid: int, gid: int, mode_dirs: int = 0o755,
+                mode_files: int = 0o644) -> None:
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, uid, gid)
+        path.chmod(mode_dirs if path.is_dir() else mode_files)
+
+
+PIPELINE_UID, MODELS_GID, OTHER_GID = 1001, 1500, 1600  # ids only: no names needed
+
+
+def test_owner_group_allowed_loads_other_group_refused(tmp_path: Path, exports: Exports,
+                                                       run_swap: Any) -> None:
+    """Folders written by the pipeline's user (not root, not us): trusted through its group."""
+    base = tmp_path / "m"
+    base.mkdir()
+    v1 = exports.publish(tmp_path, "stage1", 1.0)
+    _chown_tree(v1, PIPELINE_UID, MODELS_GID)
+    os.replace(v1, base / "1")
+    swap, events = run_swap(yaml_for(base, top=f"trust:\n  owners: ['group:{MODELS_GID}']\n"))
+    swap.wait_until_available("m", version=1, timeout=60)
+    v2 = exports.publish(tmp_path, "stage2", 2.0)
+    _chown_tree(v2, PIPELINE_UID, OTHER_GID)
+    os.replace(v2, base / "2")
+    event = events.wait_state(2, State.ERROR)
+    assert event.error_type == "Untrusted"
+    assert f"owned by uid {PIPELINE_UID} (gid {OTHER_GID})" in (event.error or "")
+    with swap.acquire("m") as served:
+        assert served.version == 1 and predict(served) == 2.0
+
+
+def test_group_writable_by_allowed_group_only(tmp_path: Path, exports: Exports,
+                                              run_swap: Any) -> None:
+    """A shared `models` group: setgid, group-writable folders pass only for that group."""
+    base = tmp_path / "m"
+    base.mkdir()
+    os.chown(base, PIPELINE_UID, MODELS_GID)
+    base.chmod(0o2775)
+    v1 = exports.publish(tmp_path, "stage1", 1.0)
+    _chown_tree(v1, PIPELINE_UID, MODELS_GID, 0o2775, 0o664)
+    os.replace(v1, base / "1")
+    top = (f"trust:\n  owners: [{PIPELINE_UID}]\n"
+           f"  group_writable_by: [{MODELS_GID}]\n")
+    swap, events = run_swap(yaml_for(base, top=top))
+    swap.wait_until_available("m", version=1, timeout=60)
+    v2 = exports.publish(tmp_path, "stage2", 2.0)
+    _chown_tree(v2, PIPELINE_UID, OTHER_GID, 0o2775, 0o664)
+    os.replace(v2, base / "2")
+    event = events.wait_state(2, State.ERROR)
+    assert event.error_type == "Untrusted"
+    assert f"writable by group {OTHER_GID}" in (event.error or "")
+
+
+def test_model_trust_mapping_replaces_the_default(tmp_path: Path, exports: Exports,
+                                                  run_swap: Any) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    v1 = exports.publish(tmp_path, "stage1", 1.0)
+    _chown_tree(v1, PIPELINE_UID, OTHER_GID)
+    os.replace(v1, base / "1")
+    swap, _ = run_swap(yaml_for(base, f"trust: {{owners: [{PIPELINE_UID}]}}",
+                                top=f"trust:\n  owners: ['group:{MODELS_GID}']\n"))
+    swap.wait_until_available("m", version=1, timeout=60)

@@ -149,8 +149,8 @@ def test_loading_state_health_and_readiness(tmp_path: Path, exports: Exports, ru
     release = hold_loads("slow")
     models = (f"models:\n  - {{name: fast, base_path: {fast}}}\n"
               f"  - {{name: slow, base_path: {slow}}}\n")
-    all_swap, all_events = run_swap(models + HTTP + "service: {ready_when: all}\n")
-    any_swap, any_events = run_swap(models + HTTP + "service: {ready_when: any}\n")
+    all_swap, all_events = run_swap(models + HTTP + "service: {require: all}\n")
+    any_swap, any_events = run_swap(models + HTTP + "service: {require: any}\n")
     for events in (all_events, any_events):
         events.wait_state(1, State.AVAILABLE, model="fast")
         events.wait_state(1, State.LOADING, model="slow")
@@ -158,9 +158,9 @@ def test_loading_state_health_and_readiness(tmp_path: Path, exports: Exports, ru
     loading = {"model_version_status": [tf_status(1, "LOADING")]}
     assert get(url_of(all_swap, "/v1/models/slow"))[:2] == (200, loading)
     assert get(url_of(all_swap, "/readyz"))[:2] == (
-        503, {"ready": False, "ready_when": "all", "waiting_for": ["slow"]})
+        503, {"ready": False, "require": "all", "waiting_for": ["slow"]})
     assert get(url_of(any_swap, "/readyz"))[:2] == (
-        200, {"ready": True, "ready_when": "any", "waiting_for": ["slow"]})
+        200, {"ready": True, "require": "any", "waiting_for": ["slow"]})
     code, health, _ = get(url_of(all_swap, "/healthz"))
     assert code == 200 and health["status"] == "ok" and health["coordinator_alive"] is True
     assert health["observers_alive"] is True

@@ -39,12 +39,13 @@ def test_notify_ready_status_watchdog_reload_stopping(tmp_path: Path, exports: E
         base.mkdir()
         exports.publish(base, 1, 1.0)
     exports.publish(a, 7, 7.0)
-    config = write(tmp_path / "c.yaml", "models:\n" + model_yaml("a", a) + model_yaml("b", b))
+    config = write(tmp_path / "c.yaml", "models:\n" + model_yaml("a", a) + model_yaml("b", b)
+                   + "service: {require: all}\n")
     d = DaemonProcess(config, tmp_path, env={"WATCHDOG_USEC": "400000"})
     daemons.append(d)
     ready = d.wait_note(lambda n: n.get("READY") == "1", what="READY=1")
     assert ready["STATUS"] == "2/2 models available; a v7, b v1"
-    # READY comes after both models are available (ready_when: all): the STATUS says so
+    # READY comes after both models are available (require: all): the STATUS says so
     d.wait_note(lambda n: n.get("WATCHDOG") == "1", what="WATCHDOG=1")
     exports.publish(b, 2, 2.0)
     d.wait_note(lambda n: n.get("STATUS") == "2/2 models available; a v7, b v2",
@@ -111,6 +112,41 @@ def test_sighup_adds_removes_changes_models(tmp_path: Path, exports: Exports,
     d.send(signal.SIGHUP)
     d.wait_state("c", 3, "AVAILABLE")
     d.wait_state("c", 2, "END")
+    assert d.stop() == 0
+
+
+def test_only_model_broken_exits_nonzero_without_ready(tmp_path: Path,
+                                                       daemons: list[DaemonProcess]) -> None:
+    """require: any, and the one model's only version has the wrong tags: no READY=1; after
+    start_timeout the daemon exits non-zero with one line naming each model's state."""
+    broken, empty = tmp_path / "broken", tmp_path / "empty"
+    export_tf1(broken / "1", {("serve", "gpu"): 0.0})
+    empty.mkdir()
+    path = write(tmp_path / "c.yaml", "models:\n" + model_yaml("broken", broken)
+                 + model_yaml("empty", empty) + "service: {require: any, start_timeout: 3s}\n")
+    d = DaemonProcess(path, tmp_path)
+    daemons.append(d)
+    assert d.proc.wait(120) == 3
+    failed = d.wait_log(lambda r: r.get("event") == "start_failed")
+    reason = failed["reason"]
+    assert reason.startswith("not ready after 3s (require: any): 0/2 models available; ")
+    assert "broken ERROR (v1: TagMismatch: " in reason
+    assert "empty waiting (no version folder found)" in reason and "\n" not in reason
+    assert not any("READY" in n for n in d.notes)
+    d.wait_note(lambda n: n.get("STATUS") == reason[:1000], what="the reason in STATUS")
+    assert "Traceback" not in d.stderr
+
+
+def test_require_none_is_ready_with_nothing_served(tmp_path: Path,
+                                                   daemons: list[DaemonProcess]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path = write(tmp_path / "c.yaml", "models:\n" + model_yaml("empty", empty)
+                 + "service: {require: none}\n")
+    d = DaemonProcess(path, tmp_path)
+    daemons.append(d)
+    note = d.wait_note(lambda n: n.get("READY") == "1")
+    assert note["STATUS"] == "0/1 models available; empty waiting"
     assert d.stop() == 0
 
 

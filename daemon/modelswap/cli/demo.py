@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -41,10 +42,18 @@ def export_linear(path: Path, slope: float, offset: float, *, staging: Path | No
 
 
 def run_demo(out: Any = print) -> int:
-    """Run the demo; returns the number of failed consumer calls (0 is a pass)."""
+    """Run the demo in a temporary folder (removed at the end); returns the number of
+    failed consumer calls (0 is a pass)."""
+    root = Path(tempfile.mkdtemp(prefix="modelswap-demo-"))
+    try:
+        return _demo(root, out)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _demo(root: Path, out: Any) -> int:
     import tensorflow as tf
 
-    root = Path(tempfile.mkdtemp(prefix="modelswap-demo-"))
     base, staging = root / "models" / "linear", root / "staging"
     base.mkdir(parents=True)
     staging.mkdir()
@@ -92,7 +101,7 @@ def run_demo(out: Any = print) -> int:
         stop.set()
         worker.join()
         note("consumer stopped")
-    out(f"modelswap demo in {root}\n")
+    out(f"modelswap demo in {root} (removed when it ends)\n")
     for at, what in sorted(timeline, key=lambda item: item[0]):
         out(f"{at * 1000:9.1f} ms  {what}")
     total = sum(calls.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from modelswap.config import Config, ModelConfig, TrustConfig
 from modelswap.gate.checks import PB, PBTXT, Gate, _parse_saved_model
 from modelswap.gate.listing import list_versions
 from modelswap.load.contract import tensor_meta
@@ -19,9 +20,31 @@ def _tensors(infos: Any) -> dict[str, dict[str, Any]]:
     return described
 
 
-def inspect_version(path: Path, tags: str | None = None) -> dict[str, Any]:
-    """Tag sets, signatures, fingerprint and the completeness verdict of one version folder."""
-    report: dict[str, Any] = {"path": str(path), "meta_graphs": [], "fingerprint": None}
+def _fingerprint(path: Path) -> dict[str, Any] | None:
+    fingerprint = path / "fingerprint.pb"
+    if not fingerprint.exists():
+        return None
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    fp = fingerprint_pb2.FingerprintDef()
+    try:
+        fp.ParseFromString(fingerprint.read_bytes())
+    except Exception as exc:
+        return {"error": str(exc)}
+    return {"saved_model_checksum": fp.saved_model_checksum,
+            "graph_def_program_hash": fp.graph_def_program_hash,
+            "checkpoint_hash": fp.checkpoint_hash}
+
+
+_DEFAULT_TRUST = TrustConfig()
+
+
+def inspect_version(path: Path, tags: frozenset[str] = frozenset({"serve"}),
+                    marker: str | None = None, trust: TrustConfig | None = _DEFAULT_TRUST,
+                    base: Path | None = None) -> dict[str, Any]:
+    """Tag sets, signatures, fingerprint and the gate's verdict (trust included, under
+    `base`, default the parent folder) of one version folder."""
+    report: dict[str, Any] = {"path": str(path), "meta_graphs": []}
     pb = path / PB if (path / PB).exists() else path / PBTXT
     try:
         proto: Any = _parse_saved_model(pb)
@@ -36,40 +59,62 @@ def inspect_version(path: Path, tags: str | None = None) -> dict[str, Any]:
                            for name, sig in sorted(mg.signature_def.items())
                            if not name.startswith("__")},
         })
-    fingerprint = path / "fingerprint.pb"
-    if fingerprint.exists():
-        from tensorflow.core.protobuf import fingerprint_pb2
-
-        fp = fingerprint_pb2.FingerprintDef()
-        try:
-            fp.ParseFromString(fingerprint.read_bytes())
-            report["fingerprint"] = {"saved_model_checksum": fp.saved_model_checksum,
-                                     "graph_def_program_hash": fp.graph_def_program_hash,
-                                     "checkpoint_hash": fp.checkpoint_hash}
-        except Exception as exc:
-            report["fingerprint"] = {"error": str(exc)}
-    wanted = frozenset(t for t in (tags or "serve").split(",") if t)
-    verdict = Gate(settle=0.0).check(path, wanted, None)
-    report["checked_tags"] = sorted(wanted)
+    report["fingerprint"] = _fingerprint(path)
+    trust_base = (base or path.parent) if trust is not None else None
+    verdict = Gate(settle=0.0).check(path, tags, marker, trust_base, trust)
+    report["checked_tags"] = sorted(tags)
     report["complete"] = verdict.ready
     report["reason"] = verdict.reason
     report["error_type"] = verdict.error.__name__ if verdict.error else None
     return report
 
 
-def inspect_path(path: Path, tags: str | None = None) -> dict[str, Any]:
-    """Inspect a version folder, or every version folder of a base path."""
+def inspect_path(path: Path, tags: str | None = None,
+                 model: ModelConfig | None = None) -> dict[str, Any]:
+    """Inspect a version folder, or every version folder of a base path, with the settings
+    of `model` (tags, marker, trust) or the defaults."""
+    wanted = frozenset(t for t in (tags or "").split(",") if t) or (
+        model.tag_set if model is not None else frozenset({"serve"}))
+    marker = model.marker if model is not None else None
+    trust = model.trust if model is not None else TrustConfig()
+    base = model.base_path if model is not None else None
     if (path / PB).exists() or (path / PBTXT).exists():
-        return {"path": str(path), "versions": [inspect_version(path, tags)]}
+        return {"path": str(path),
+                "versions": [inspect_version(path, wanted, marker, trust, base)]}
     versions, warnings = list_versions(path)
     return {"path": str(path), "warnings": warnings,
-            "versions": [inspect_version(versions[n], tags) | {"version": n}
-                         for n in sorted(versions, reverse=True)]}
+            "versions": [inspect_version(versions[n], wanted, marker, trust, path)
+                         | {"version": n} for n in sorted(versions, reverse=True)]}
+
+
+def model_settings(model: ModelConfig) -> dict[str, Any]:
+    """What the config says about loading one model (shown by `inspect --config`)."""
+    return {"name": model.name, "base_path": str(model.base_path),
+            "tags": list(model.tags), "marker": model.marker,
+            "trust": None if model.trust is None else model.trust.model_dump(mode="json"),
+            "load_options": model.load_options.model_dump(mode="json")}
+
+
+def inspect_config(config: Config, path: Path | None = None,
+                   tags: str | None = None) -> list[dict[str, Any]]:
+    """Each configured model (or the one whose base path holds `path`) with its settings."""
+    reports = []
+    for model in config.models:
+        if path is not None and not path.absolute().is_relative_to(model.base_path):
+            continue
+        report = inspect_path(path if path is not None else model.base_path, tags, model)
+        reports.append(report | {"model": model_settings(model)})
+    return reports
 
 
 def render(report: dict[str, Any]) -> str:
     """Human-readable text of `inspect_path`'s report."""
     lines = [f"{report['path']}"]
+    settings = report.get("model")
+    if settings:
+        lines.append(f"  model {settings['name']}: tags {settings['tags']}, "
+                     f"marker {settings['marker']}, trust {settings['trust']}")
+        lines.append(f"  load_options: {settings['load_options']}")
     lines += [f"  warning: {w}" for w in report.get("warnings", ())]
     if not report["versions"]:
         lines.append("  no version folders")

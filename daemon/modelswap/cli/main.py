@@ -13,10 +13,13 @@ from modelswap.errors import ConfigError
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from modelswap.config import load_config
+    from modelswap.config import config_warnings, load_config
     from modelswap.usercode import load_user_code
 
-    load_user_code(load_config(args.config))
+    config = load_config(args.config)
+    load_user_code(config)
+    for warning in config_warnings(config):
+        print(f"modelswap: warning: {warning}", file=sys.stderr)
     print("ok")
     return 0
 
@@ -26,7 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from modelswap.service import logs
 
     config = load_config(args.config)
-    logs.configure(config.logging.level, config.logging.format)
+    logs.configure_logging(config.logging)
     logs.quiet_tensorflow()
     from modelswap.service.daemon import run
 
@@ -34,14 +37,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from modelswap.cli.inspection import inspect_path, render
+    from modelswap.cli.inspection import inspect_config, inspect_path, render
+    from modelswap.config import load_config
     from modelswap.service.logs import quiet_tensorflow
 
+    if args.path is None and args.config is None:
+        print("modelswap: inspect needs a PATH, --config FILE, or both", file=sys.stderr)
+        return 2
+    config = load_config(args.config) if args.config is not None else None
     quiet_tensorflow()
-
-    report = inspect_path(Path(args.path), tags=args.tags)
-    print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0 if all(v["complete"] for v in report["versions"]) else 1
+    path = Path(args.path).expanduser() if args.path is not None else None
+    if config is not None:
+        reports = inspect_config(config, path, tags=args.tags)
+        if not reports:
+            print(f"modelswap: no model in {args.config} has {path} under its base_path",
+                  file=sys.stderr)
+            return 2
+    else:
+        assert path is not None
+        reports = [inspect_path(path, tags=args.tags)]
+    if args.json:
+        print(json.dumps(reports[0] if config is None else reports, indent=2))
+    else:
+        print("\n".join(render(report) for report in reports))
+    return 0 if all(v["complete"] for r in reports for v in r["versions"]) else 1
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -71,7 +90,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from modelswap import __version__
+
     parser = argparse.ArgumentParser(prog="modelswap", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"modelswap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("--config", "-c", required=True, help="YAML config file")
@@ -79,10 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file")
     check.add_argument("--config", "-c", required=True, help="YAML config file")
     check.set_defaults(func=_cmd_check)
-    insp = sub.add_parser("inspect", help="show a SavedModel's tags, signatures, completeness")
-    insp.add_argument("path", help="a version folder or a base path of version folders")
+    insp = sub.add_parser("inspect", help="show a SavedModel's tags, signatures, completeness "
+                          "and trust, as the daemon's gate would judge it")
+    insp.add_argument("path", nargs="?", default=None,
+                      help="a version folder or a base path of version folders")
+    insp.add_argument("--config", "-c", default=None,
+                      help="judge with this config's tags, marker and trust (every model, or "
+                      "the one holding PATH), and show its load_options")
     insp.add_argument("--tags", default=None,
-                      help="comma-separated tag set for the verdict (default: serve)")
+                      help="comma-separated tag set for the verdict (default: serve, or the "
+                      "model's tags)")
     insp.add_argument("--json", action="store_true", help="print JSON")
     insp.set_defaults(func=_cmd_inspect)
     status = sub.add_parser("status", help="ask a running daemon which versions it serves")
@@ -102,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        print(f"modelswap: config error: {exc}", file=sys.stderr)
+        for error in exc.errors:
+            print(f"modelswap: config error: {error}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"modelswap: {exc.filename}: {exc.strerror}", file=sys.stderr)

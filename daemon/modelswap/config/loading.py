@@ -16,9 +16,11 @@ from modelswap.config.schema import (
     HooksConfig,
     HttpConfig,
     LoaderConfig,
+    LoadOptions,
     LoggingConfig,
     ModelConfig,
     ServiceConfig,
+    TrustConfig,
     WatchConfig,
     _duplicate_name,
 )
@@ -27,7 +29,8 @@ from modelswap.errors import ConfigError
 _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     (): Config, ("models",): ModelConfig, ("watch",): WatchConfig, ("loader",): LoaderConfig,
     ("service",): ServiceConfig, ("logging",): LoggingConfig, ("http",): HttpConfig,
-    ("hooks",): HooksConfig,
+    ("hooks",): HooksConfig, ("trust",): TrustConfig, ("models", "trust"): TrustConfig,
+    ("models", "load_options"): LoadOptions,
 }
 
 
@@ -52,32 +55,36 @@ def _describe(err: Mapping[str, Any]) -> str:
 
 
 def _validate(data: object, source: str, lines: dict[KeyPath, int], base_dir: Path) -> Config:
-    def fail(message: str, loc: KeyPath, extra: int = 0) -> ConfigError:
-        more = f" (and {extra} more)" if extra else ""
-        return ConfigError(message + more, file=source, line=line_for(loc, lines),
+    def error(message: str, loc: KeyPath) -> ConfigError:
+        return ConfigError(message, file=source, line=line_for(loc, lines),
                            key=render(loc) or None)
 
     if data is None:
         raise ConfigError("the config is empty; expected a mapping with a 'models' list",
                           file=source, line=1 if lines else None)
     if not isinstance(data, dict):
-        raise fail(f"expected a mapping at the top level, got {type(data).__name__}", ())
+        raise error(f"expected a mapping at the top level, got {type(data).__name__}", ())
+    found: list[ConfigError] = []
     dup = _duplicate_name(data.get("models"))
     if dup is not None:
-        raise fail(f"duplicate model name {dup[1]!r}", ("models", dup[0], "name"))
+        found.append(error(f"duplicate model name {dup[1]!r}", ("models", dup[0], "name")))
     try:
         config = Config.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        raw = tuple(errors[0]["loc"])
-        # a mapping key is a name, never a sequence index, even when YAML made it an int
-        keyed = errors[0]["type"] == "invalid_key" or raw[-1:] == ("[key]",)
-        loc = tuple(p for p in raw if p != "[key]")
-        if keyed and loc:
-            loc = (*loc[:-1], str(loc[-1]))
-        raise fail(_describe(errors[0]), loc, len(errors) - 1) from None
+        for err in exc.errors(include_url=False):
+            raw = tuple(err["loc"])
+            if dup is not None and not raw and "duplicate model name" in str(err["msg"]):
+                continue  # reported above, with its line
+            # a mapping key is a name, never a sequence index, even when YAML made it an int
+            keyed = err["type"] == "invalid_key" or raw[-1:] == ("[key]",)
+            loc = tuple(p for p in raw if p != "[key]")
+            if keyed and loc:
+                loc = (*loc[:-1], str(loc[-1]))
+            found.append(error(_describe(err), loc))
     except RecursionError:
         raise ConfigError("the config is nested too deeply", file=source) from None
+    if found:
+        raise ConfigError.of(found) from None
     config._source = source
     config._lines = lines
     return config
@@ -101,3 +108,24 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config is not valid UTF-8: {exc.reason}", file=str(path)) from None
     return parse_config(text, source=str(path), base_dir=file.absolute().parent)
+
+
+def config_warnings(config: Config) -> list[ConfigError]:
+    """What is valid but likely a mistake: a base path that does not exist (yet), an
+    old key name. Each names file, line and key like an error."""
+    found: list[ConfigError] = []
+
+    def warn(message: str, *key: str | int) -> None:
+        found.append(ConfigError(message, file=config.source, line=config.line_of(*key),
+                                 key=render(key)))
+
+    for i, model in enumerate(config.models):
+        if not model.base_path.exists():
+            warn(f"{model.base_path} does not exist (yet): {model.name} serves nothing "
+                 "until it does", "models", i, "base_path")
+        elif not model.base_path.is_dir():
+            warn(f"{model.base_path} is not a folder", "models", i, "base_path")
+    if config.service.ready_when is not None:
+        warn(f"ready_when is deprecated: use require: {config.service.require}",
+             "service", "ready_when")
+    return sorted(found, key=lambda e: e.line or 0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,7 +44,7 @@ def _resolved_path(value: object, info: ValidationInfo) -> Path:
         raise ValueError(f"expected a non-empty path string, got {value!r}")
     ctx = info.context if isinstance(info.context, Mapping) else {}
     base = Path(ctx.get("base_dir") or Path.cwd())
-    return Path(os.path.abspath(base / value))
+    return Path(os.path.abspath(base / os.path.expanduser(value)))
 
 
 def _marker(value: str) -> str:
@@ -96,6 +98,45 @@ def _sorted_unique(value: tuple[_T, ...]) -> tuple[_T, ...]:
     return tuple(sorted(set(value)))
 
 
+def _account_id(value: object, kind: Literal["user", "group"]) -> int:
+    """A uid or gid from an id (int or digits) or a name looked up now (pwd/grp)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+        raise ValueError(f"expected a {kind} name or id, got {value!r}")
+    if isinstance(value, int) or value.isdigit():
+        number = int(value)
+        if not 0 <= number < 2**32 - 1:
+            raise ValueError(f"{kind} id out of range: {number}")
+        return number
+    try:
+        return pwd.getpwnam(value).pw_uid if kind == "user" else grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise ValueError(f"unknown {kind} {value!r} (not in the {kind} database)") from None
+
+
+def _owner(value: object) -> str:
+    """`name`/uid → "user:<uid>"; `group:name`/`group:gid` → "group:<gid>"."""
+    if isinstance(value, str) and value.startswith(("user:", "group:")):
+        kind, _, rest = value.partition(":")
+        number = _account_id(rest, "group" if kind == "group" else "user")
+        return f"{kind}:{number}"
+    return f"user:{_account_id(value, 'user')}"
+
+
+def _group(value: object) -> int:
+    if isinstance(value, str) and value.startswith("group:"):
+        value = value[len("group:"):]
+    return _account_id(value, "group")
+
+
+_DEVICE_RE = re.compile(r"(/[a-z_]+:[A-Za-z0-9_.*-]+)+")
+
+
+def _device(value: str) -> str:
+    if not _DEVICE_RE.fullmatch(value):
+        raise ValueError(f"expected a device name like '/job:localhost', got {value!r}")
+    return value
+
+
 Name = Annotated[StrictStr, AfterValidator(_name)]
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
@@ -105,6 +146,63 @@ PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)
 ResolvedPath = Annotated[Path, BeforeValidator(_resolved_path)]
 HookPath = Annotated[str, BeforeValidator(_hook_path)]
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrustConfig(BaseModel):
+    """Who may own and write a model's folders, besides root and the daemon's user.
+
+    `owners`: user names or uids, and `group:<name or gid>` for "owned by that group";
+    `group_writable_by`: groups whose members may write (group-writable folders and files
+    of those groups pass). Names are resolved when the config is read.
+    """
+
+    model_config = _FROZEN
+    owners: Annotated[tuple[Annotated[str, BeforeValidator(_owner)], ...],
+                      AfterValidator(_sorted_unique)] = ()
+    group_writable_by: Annotated[tuple[Annotated[int, BeforeValidator(_group)], ...],
+                                 AfterValidator(_sorted_unique)] = ()
+
+    def _ids(self, kind: str) -> frozenset[int]:
+        return frozenset(int(o.partition(":")[2]) for o in self.owners
+                         if o.startswith(kind + ":"))
+
+    @property
+    def uids(self) -> frozenset[int]:
+        """Users allowed to own the folders (root and the daemon's user always are)."""
+        return self._ids("user")
+
+    @property
+    def gids(self) -> frozenset[int]:
+        """Groups whose files pass the owner check."""
+        return self._ids("group")
+
+
+def _trust_input(value: object) -> object:
+    if value is True:
+        return {}
+    if value is False or value is None:
+        return None
+    if isinstance(value, (dict, TrustConfig)):
+        return value
+    raise ValueError(f"expected true, false or a mapping with owners and group_writable_by, "
+                     f"got {value!r}")
+
+
+class LoadOptions(BaseModel):
+    """`tf.saved_model.LoadOptions` for every load of one model (TensorFlow's defaults)."""
+
+    model_config = _FROZEN
+    allow_partial_checkpoint: StrictBool = False
+    experimental_io_device: Annotated[StrictStr, AfterValidator(_device)] | None = None
+    experimental_variable_policy: Literal[
+        "save_variable_devices", "expand_distributed_variables"] | None = None
+    experimental_load_function_aliases: StrictBool = False
+    experimental_skip_checkpoint: StrictBool = False
+
+    @property
+    def is_default(self) -> bool:
+        """True when every option has TensorFlow's default value."""
+        return self == LoadOptions()
 
 
 class VersionPolicy(BaseModel):
@@ -149,7 +247,8 @@ class ModelConfig(BaseModel):
     labels: dict[Name, PositiveInt] = Field(default_factory=dict)
     signatures: tuple[NonEmptyStr, ...] = ()
     marker: Annotated[StrictStr, AfterValidator(_marker)] | None = None
-    trust: StrictBool = True
+    trust: Annotated[TrustConfig | None, BeforeValidator(_trust_input)] = TrustConfig()
+    load_options: LoadOptions = LoadOptions()
     warmup: Annotated[str, BeforeValidator(_warmup)] = "auto"
     warmup_timeout: PositiveDuration = 60.0
     contract: Annotated[Literal["inputs", "signatures", "off"], BeforeValidator(_off)] = "inputs"
@@ -158,6 +257,7 @@ class ModelConfig(BaseModel):
     def tag_set(self) -> frozenset[str]:
         """The MetaGraph tag set a version must have."""
         return frozenset(self.tags)
+
 
 
 class WatchConfig(BaseModel):
@@ -188,13 +288,28 @@ class LoaderConfig(BaseModel):
     handle_warn_after: Duration = 300.0
 
 
+_READY_WHEN = {"all": "all", "any": "any", "immediately": "none"}
+
+
 class ServiceConfig(BaseModel):
     """Daemon behaviour."""
 
     model_config = _FROZEN
-    ready_when: Literal["all", "any", "immediately"] = "all"
+    require: Literal["all", "any", "none"] = "any"
+    start_timeout: Duration = 600.0
+    ready_when: Literal["all", "any", "immediately"] | None = None  # deprecated: `require`
     stop_timeout: Duration = 30.0
     state_dir: ResolvedPath | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ready_when_alias(cls, data: object) -> object:
+        value = data.get("ready_when") if isinstance(data, dict) else None
+        if isinstance(data, dict) and isinstance(value, str) and value in _READY_WHEN:
+            if data.get("require", _READY_WHEN[value]) != _READY_WHEN[value]:
+                raise ValueError("ready_when is the old name of require: give only require")
+            data = {**data, "require": _READY_WHEN[value]}
+        return data
 
 
 class LoggingConfig(BaseModel):
@@ -255,8 +370,25 @@ class Config(BaseModel):
     hooks: HooksConfig = HooksConfig()
     consumers: tuple[HookPath, ...] = ()
     python_path: tuple[ResolvedPath, ...] = ()
+    trust: TrustConfig = TrustConfig()
     _source: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_trust(cls, data: object) -> object:
+        """A top-level `trust:` section applies to every model with `trust: true` (the
+        default); a model's own `trust:` mapping replaces it."""
+        if not isinstance(data, dict) or not isinstance(data.get("trust"), dict) \
+                or not isinstance(data.get("models"), list):
+            return data
+        try:
+            default = TrustConfig.model_validate(data["trust"])
+        except ValueError:
+            return data  # reported once, at its own key
+        models = [{**m, "trust": default} if isinstance(m, dict) and m.get("trust", True) is True
+                  else m for m in data["models"]]
+        return {**data, "models": models}
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import structlog
-
 from modelswap.config import LoaderConfig, ModelConfig, WatchConfig
 from modelswap.core import planner
 from modelswap.core.failures import FailureMemory
@@ -33,9 +31,10 @@ from modelswap.gate.scan import ScanJob, ScanResult, expired, scan
 from modelswap.handles import ModelView, Resident
 from modelswap.load.job import Loaded, LoadJob
 from modelswap.load.pool import LoadPool
+from modelswap.logger import get_logger
 from modelswap.workers import WorkerPool
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 HEARTBEAT_INTERVAL = 1.0  # the loop wakes at least this often, so `heartbeat` stays fresh
 SLOW_RETRY = 5.0  # seconds before looking again at a model whose gate job was abandoned
 
@@ -350,7 +349,8 @@ class Coordinator:
                                    tuple(cfg.signatures), cfg.warmup, cfg.warmup_timeout,
                                    reuse=twins if reuse else None,
                                    load_timeout=self.loader_config.load_timeout,
-                                   identify_failure=self._memory.enabled))
+                                   identify_failure=self._memory.enabled,
+                                   load_options=cfg.load_options))
 
     # -- load results and freed versions ---------------------------------------------------
     def _on_loaded(self, job: LoadJob, result: Loaded | LoadError) -> None:

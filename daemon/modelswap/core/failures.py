@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import structlog
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap.state")
+log = get_logger("modelswap.state")
 FILE = "failures.json"
 
 

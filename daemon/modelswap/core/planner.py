@@ -19,6 +19,7 @@ from pathlib import Path
 
 from modelswap.config import ModelConfig
 from modelswap.core.policy import aspired_versions
+from modelswap.errors import InsufficientMemory
 from modelswap.events import State
 from modelswap.gate.checks import MetaInfo, Verdict
 from modelswap.load.contract import violations
@@ -173,7 +174,7 @@ def plan(s: Situation) -> Plan:
                         n, listing[n], State.ERROR,
                         f"not enough memory to load it beside the served version: needs "
                         f"~{_mb(need)} MB, {_mb(s.headroom)} MB free (memory_policy: refuse; "
-                        f"loads once memory allows)", "InsufficientMemory", retry_at=retry))
+                        f"loads once memory allows)", InsufficientMemory.__name__, retry_at=retry))
                 to_load = frozenset()
             else:  # fallback: this swap frees the old version first, with a gap
                 gap = True

@@ -7,13 +7,12 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import structlog
-
 from modelswap.config import ModelConfig
 from modelswap.core.records import ModelRecord, VersionRecord
 from modelswap.events import State
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 @dataclass
@@ -31,9 +30,9 @@ def reconfigure(current: Mapping[str, ModelRecord], models: Sequence[ModelConfig
     """The records for `models`, given the `current` ones (which are left untouched).
 
     Removed models retire; added ones load; a model whose policy, labels, marker or trust
-    changed is re-planned in place; one whose base_path, tags or required signatures changed
-    starts afresh while its loaded versions keep serving until a version under the new
-    settings is available. Unchanged models keep their records.
+    changed is re-planned in place; one whose base_path, tags, required signatures or
+    load_options changed starts afresh while its loaded versions keep serving until a
+    version under the new settings is available. Unchanged models keep their records.
     """
     wanted = {m.name: m for m in models}
     out = Reconfigured({})
@@ -52,8 +51,9 @@ def reconfigure(current: Mapping[str, ModelRecord], models: Sequence[ModelConfig
         if m is None:
             out.models[name] = new_record(cfg)
             log.info("model_added", model=name, base_path=str(cfg.base_path))
-        elif (m.config.base_path, m.config.tag_set, m.config.signatures) \
-                == (cfg.base_path, cfg.tag_set, cfg.signatures):
+        elif (m.config.base_path, m.config.tag_set, m.config.signatures,
+              m.config.load_options) \
+                == (cfg.base_path, cfg.tag_set, cfg.signatures, cfg.load_options):
             out.models[name] = dataclasses.replace(m, config=cfg, scan_wanted=True)
             log.info("model_changed", model=name, reload_versions=False)
         else:

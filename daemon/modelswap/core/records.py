@@ -11,8 +11,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import structlog
-
 from modelswap.config import ModelConfig
 from modelswap.core.planner import Record
 from modelswap.events import ModelEvent, State, VersionStatus
@@ -20,8 +18,9 @@ from modelswap.gate.checks import Gate, MetaInfo
 from modelswap.gate.listing import parse_version
 from modelswap.gate.scan import ScanResult
 from modelswap.handles import ModelView, Resident
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from google.protobuf import message, text_format
 
+from modelswap.config.schema import TrustConfig
 from modelswap.errors import IncompleteModel, LoadError, TagMismatch, Untrusted
 from modelswap.gate.bundle import missing_bytes
 from modelswap.gate.listing import parse_version
@@ -151,16 +152,17 @@ class Gate:
             self.forget(version_dir)
 
     def check(self, version_dir: Path, tags: frozenset[str], marker: str | None,
-              trust_base: Path | None = None) -> Verdict:
-        """Apply the gate to one version folder (and the trust check under `trust_base`)."""
+              trust_base: Path | None = None, trust: TrustConfig | None = None) -> Verdict:
+        """Apply the gate to one version folder (and the trust check under `trust_base`,
+        with the rules of `trust`)."""
         signature = files_signature(version_dir, marker)
         if trust_base is not None:
-            signature += tuple((st.st_mode, st.st_uid) if st else None
-                               for st in (_stat(trust_base), _stat(version_dir)))
+            signature += (trust, *((st.st_mode, st.st_uid, st.st_gid) if st else None
+                                   for st in (_stat(trust_base), _stat(version_dir))))
         cached = self._cache.get(version_dir)
         if cached is not None and cached[0] == signature and cached[1] == tags:
             return cached[2]
-        reason = untrusted(trust_base, version_dir) if trust_base is not None else None
+        reason = untrusted(trust_base, version_dir, trust) if trust_base is not None else None
         if reason is not None:
             verdict = Verdict(False, signature, Untrusted, reason)
         else:

@@ -103,7 +103,8 @@ def scan(job: ScanJob) -> ScanResult:
         if number in job.unloading:
             continue
         path = listing[number]
-        verdict = gate.check(path, cfg.tag_set, cfg.marker, cfg.base_path if cfg.trust else None)
+        verdict = gate.check(path, cfg.tag_set, cfg.marker,
+                             cfg.base_path if cfg.trust else None, cfg.trust)
         verdicts[number] = verdict
         if verdict.ready:
             sizes[number] = size_on_disk(path)

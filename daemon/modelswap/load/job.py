@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from modelswap.config import LoadOptions
 from modelswap.errors import LoadError, SignatureMismatch, TransientLoadError
 from modelswap.gate.identity import content_identity
 from modelswap.load.warmup import run_warmup
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 @dataclass
@@ -53,8 +53,10 @@ def _transient_types() -> tuple[type[BaseException], ...]:
     )
 
 
-def load_version(path: Path, tags: frozenset[str], signatures: Sequence[str] = ()) -> Loaded:
-    """Load the SavedModel at `path` with exactly `tags`; require `signatures`.
+def load_version(path: Path, tags: frozenset[str], signatures: Sequence[str] = (),
+                 options: LoadOptions | None = None) -> Loaded:
+    """Load the SavedModel at `path` with exactly `tags` and the model's `load_options`
+    (as `tf.saved_model.LoadOptions`); require `signatures`.
 
     The completeness gate has already parsed saved_model.pb and matched the tags.
     Raises `TransientLoadError` for I/O-like failures (worth a retry),
@@ -64,7 +66,9 @@ def load_version(path: Path, tags: frozenset[str], signatures: Sequence[str] = (
 
     started = time.perf_counter()
     try:
-        model = tf.saved_model.load(str(path), tags=sorted(tags))
+        model = tf.saved_model.load(
+            str(path), tags=sorted(tags),
+            options=tf.saved_model.LoadOptions(**(options or LoadOptions()).model_dump()))
     except _transient_types() as exc:
         raise TransientLoadError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
     except Exception as exc:
@@ -102,6 +106,7 @@ class LoadJob:
     reuse: tuple[tuple[str, int], ...] | None = ()  # loaded versions' identities; None: off
     load_timeout: float = 0.0  # seconds for run_job (load + warmup); 0: none
     identify_failure: bool = False  # on failure, hash the files (for failure memory)
+    load_options: LoadOptions | None = None  # the model's `load_options`
 
 
 def run_job(job: LoadJob) -> Loaded:
@@ -151,7 +156,7 @@ def _run_job(job: LoadJob) -> Loaded:
     if same is not None:
         return Loaded(None, {}, {"identify": identified}, identity, reused_from=same)
     before = rss()
-    loaded = load_version(job.path, job.tags, job.signatures)
+    loaded = load_version(job.path, job.tags, job.signatures, job.load_options)
     loaded.identity = identity
     if identity is not None:
         loaded.durations["identify"] = identified

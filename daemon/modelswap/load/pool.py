@@ -5,15 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-import structlog
-
 from modelswap.errors import LoadError, LoadTimeout
 from modelswap.gate.identity import files_hash
 from modelswap.load import job as jobs
 from modelswap.load.job import Loaded, LoadJob
+from modelswap.logger import get_logger
 from modelswap.workers import WorkerPool
 
-log = structlog.get_logger("modelswap")
+log = get_logger("modelswap")
 
 
 def _run(job: LoadJob) -> Loaded | LoadError:

@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from modelswap.errors import WarmupFailed
+from modelswap.logger import get_logger
 
 __all__ = ["MAX_RECORDS", "WARMUP_FILE", "WarmupReport", "run_warmup", "synthesize_inputs"]
 
-log = structlog.get_logger("modelswap.warmup")
+log = get_logger("modelswap.warmup")
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords

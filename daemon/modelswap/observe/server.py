@@ -20,10 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-import structlog
-
 from modelswap.config import Config
 from modelswap.events import State, VersionStatus
+from modelswap.logger import get_logger
 from modelswap.observe.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ERROR_CODES", "TF_STATES", "StatusServer", "tf_model_status"]
 
-log = structlog.get_logger("modelswap.http")
+log = get_logger("modelswap.http")
 
 
 class Service(Protocol):
@@ -40,7 +39,7 @@ class Service(Protocol):
 
     config: Config
 
-    def ready(self, when: str | None = None) -> bool: ...
+    def ready(self, require: str | None = None) -> bool: ...
 
     def healthy(self) -> bool: ...
 
@@ -61,6 +60,7 @@ ERROR_CODES: Mapping[str, str] = {
     "SignatureMismatch": "FAILED_PRECONDITION",
     "IncompleteModel": "FAILED_PRECONDITION",
     "Untrusted": "PERMISSION_DENIED",
+    "InsufficientMemory": "RESOURCE_EXHAUSTED",
     "TransientLoadError": "UNAVAILABLE",
     "LoadTimeout": "DEADLINE_EXCEEDED",
     "TimeoutError": "DEADLINE_EXCEEDED",
@@ -224,7 +224,7 @@ class StatusServer:
                    if m.name not in status
                    or ({State.LOADING} <= {v.state for v in status[m.name]}
                        and not any(v.state is State.AVAILABLE for v in status[m.name]))]
-        return {"ready": self._swap.ready(), "ready_when": config.service.ready_when,
+        return {"ready": self._swap.ready(), "require": config.service.require,
                 "waiting_for": waiting}
 
     def metrics(self, accept: str | None) -> tuple[bytes, str]:

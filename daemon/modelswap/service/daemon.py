@@ -8,20 +8,25 @@ import threading
 import time
 from types import FrameType
 
-import structlog
-
 from modelswap.api import ModelSwap
-from modelswap.config import Config, load_config
+from modelswap.config import Config, config_warnings, load_config
 from modelswap.errors import ConfigError
+from modelswap.logger import get_logger
 from modelswap.service import logs
 from modelswap.service.notify import Notifier, watchdog_interval
 
-log = structlog.get_logger("modelswap.service")
+log = get_logger("modelswap.service")
 TICK = 0.2  # seconds between looks at readiness, status and the watchdog
 
 
+START_FAILED = 3  # exit code: `service.require` not met within `service.start_timeout`
+
+
 class Daemon:
-    """Runs one ModelSwap until SIGTERM/SIGINT; SIGHUP re-reads the config file."""
+    """Runs one ModelSwap until SIGTERM/SIGINT; SIGHUP re-reads the config file.
+
+    READY=1 goes out once `service.require` models are available; if that takes longer
+    than `service.start_timeout`, the daemon exits with START_FAILED."""
 
     def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         self.config = config
@@ -49,8 +54,12 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         log.info("starting", config=self.config.source, pid=os.getpid(),
                  models=[m.name for m in self.config.models])
+        for warning in config_warnings(self.config):
+            log.warning("config_warning", file=warning.file, line=warning.line,
+                        key=warning.key, message=warning.message)
         self.swap.start()
         ready = False
+        started = time.monotonic()
         ping_every = watchdog_interval()
         next_ping = time.monotonic()
         while self._stop_signal is None:
@@ -63,7 +72,9 @@ class Daemon:
                 ready = True
                 self.notifier.send(READY=1, STATUS=self._summary())
                 log.info("ready", status=self._status)
-            elif ready:
+            elif not ready and self._start_timed_out(started):
+                return self._fail_start()
+            else:
                 self._send_status()
             if ping_every is not None and time.monotonic() >= next_ping:
                 next_ping = time.monotonic() + ping_every
@@ -81,6 +92,21 @@ class Daemon:
                         stop_timeout_s=self.config.service.stop_timeout)
         log.info("stopped")
         return 0
+
+    def _start_timed_out(self, started: float) -> bool:
+        limit = self.config.service.start_timeout
+        return limit > 0 and time.monotonic() - started >= limit
+
+    def _fail_start(self) -> int:
+        """`require` not met in time: say why in one line, stop, exit START_FAILED."""
+        service = self.config.service
+        line = (f"not ready after {service.start_timeout:g}s (require: {service.require}): "
+                f"{self.swap.summary(errors=True)}")
+        log.error("start_failed", reason=line, require=service.require,
+                  start_timeout_s=service.start_timeout)
+        self.notifier.send(STATUS=line[:1000])
+        self.swap.stop()
+        return START_FAILED
 
     def _summary(self) -> str:
         self._status = self.swap.summary()
@@ -111,7 +137,7 @@ class Daemon:
             return
         self._reload_error = None
         self.config = config
-        logs.configure(config.logging.level, config.logging.format)
+        logs.configure_logging(config.logging)
         log.info("reloaded", config=path, models=[m.name for m in config.models])
         self.notifier.send(READY=1, STATUS=self._summary())
 

@@ -1,13 +1,29 @@
-"""structlog set-up: JSON lines off a terminal, a console renderer on one."""
+"""Logging set-up for the daemon and for host apps that want the YAML `logging:` section:
+structlog and stdlib logging to one renderer, JSON lines off a terminal."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import warnings
 from typing import TextIO
 
 import structlog
+
+from modelswap.config import LoggingConfig
+
+
+def configure_logging(config: LoggingConfig | None = None, stream: TextIO | None = None) -> None:
+    """Apply a config's `logging:` section (level, format) to the whole process.
+
+    modelswap never calls this on its own when embedded: the host app owns logging and
+    calls it if it wants modelswap's set-up (the daemon does). Without it, modelswap logs
+    through the stdlib `logging` module under the `modelswap` logger names, and Python's
+    defaults print only warnings and errors, to stderr.
+    """
+    config = config or LoggingConfig()
+    configure(config.level, config.format, stream)
 
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -42,6 +58,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.setLevel(level.upper())
     for noisy in ("tensorflow", "absl", "watchdog"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # warnings.warn() output goes through the same renderer (one JSON object per line);
+    # watchdog warns each time inotify re-adds a folder it already watches: harmless
+    logging.captureWarnings(True)
+    warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 
 
 def quiet_tensorflow() -> None:

@@ -6,9 +6,9 @@ import os
 import socket
 import time
 
-import structlog
+from modelswap.logger import get_logger
 
-log = structlog.get_logger("modelswap.notify")
+log = get_logger("modelswap.notify")
 
 
 class Notifier:

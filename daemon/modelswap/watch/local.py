@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -38,9 +37,10 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
+from modelswap.logger import get_logger
 from modelswap.watch.mounts import needs_polling_cached
 
-log = structlog.get_logger("modelswap.source")
+log = get_logger("modelswap.source")
 
 # Opens and reads (ours and TensorFlow's) must not come back as hints.
 EVENT_FILTER = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,

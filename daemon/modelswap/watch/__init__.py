@@ -1,0 +1,1 @@
+"""Watching model repositories: local folders, polling, remote object stores."""

@@ -1,0 +1,107 @@
+"""Download one version into `.incoming-<N>`, verify it, fsync it, rename it in.
+
+Each GET is pinned to the ETag the listing showed, so an object rewritten mid-download
+fails the download instead of mixing two uploads. With a manifest, every file's size,
+crc32c and sha256 must match it; without one, every file's size must match the listing.
+A failed or interrupted download leaves only the `.incoming-<N>` folder, which is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .cache import Cache
+from .client import Client
+from .errors import RemoteError
+from .manifest import MANIFEST_NAME, FileEntry, Hasher, Manifest, safe_relpath
+
+__all__ = ["DownloadError", "Plan", "download"]
+
+SPACE_MARGIN = 16 << 20  # left free on the cache's file system after a download
+
+
+DownloadErrorKind = Literal["checksum", "changed", "space", "store", "stopped", "invalid"]
+
+
+class DownloadError(Exception):
+    """A download that did not produce a version: `kind` says whether to retry."""
+
+    def __init__(self, kind: DownloadErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to fetch for one version: `files` as (relative path, size, etag)."""
+
+    version: int
+    name: str
+    files: tuple[tuple[str, int, str | None], ...]
+    manifest: Manifest | None = None
+    manifest_bytes: bytes | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, size, _ in self.files)
+
+
+def _fetch(client: Client, plan: Plan, dest: Path, rel: str, size: int, etag: str | None,
+           entry: FileEntry | None, stop: Callable[[], bool],
+           progress: Callable[[int], None]) -> Hasher:
+    path = dest / safe_relpath(rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = Hasher()
+    with open(path, "wb") as f:
+        for chunk in client.stream(f"{plan.name}/{rel}", if_match=etag):
+            if stop():
+                raise DownloadError("stopped", "stopped")
+            h.update(chunk)
+            if h.size > size:
+                break
+            f.write(chunk)
+            progress(len(chunk))
+        f.flush()
+        os.fsync(f.fileno())
+    why = entry.mismatch(h) if entry else (
+        None if h.size == size else f"{rel}: {h.size} bytes, listed as {size}")
+    if why:
+        raise DownloadError("checksum", why)
+    return h
+
+
+def download(client: Client, cache: Cache, plan: Plan, *,
+             stop: Callable[[], bool] = lambda: False,
+             progress: Callable[[int], None] = lambda n: None) -> Path:
+    """Fetch `plan` and rename it to `<cache>/<N>`; return that path. Raises `DownloadError`."""
+    free = cache.free_bytes()
+    if free < plan.total_bytes + SPACE_MARGIN:
+        raise DownloadError("space", f"not enough disk space in {cache.dir}: version "
+                                     f"{plan.version} needs {plan.total_bytes} bytes, "
+                                     f"{free} free")
+    entries = {f.path: f for f in plan.manifest.files} if plan.manifest else {}
+    dest = cache.incoming(plan.version)
+    try:
+        got = [(rel, _fetch(client, plan, dest, rel, size, etag, entries.get(rel), stop,
+                            progress)) for rel, size, etag in plan.files]
+        local = plan.manifest_bytes or Manifest(plan.version, (), tuple(
+            FileEntry(rel, h.size, h.crc32c(), h.sha256()) for rel, h in got)).to_json()
+        with open(dest / MANIFEST_NAME, "wb") as f:
+            f.write(local)
+            f.flush()
+            os.fsync(f.fileno())
+        return cache.commit(plan.version, dest)
+    except RemoteError as e:
+        cache.discard(dest)
+        raise DownloadError("changed" if e.kind == "changed" else "store", str(e)) from None
+    except ValueError as e:  # an unsafe path in a listing or manifest
+        cache.discard(dest)
+        raise DownloadError("invalid", str(e)) from None
+    except BaseException:
+        cache.discard(dest)
+        raise
+

@@ -155,6 +155,7 @@ class Mirror:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            polled = time.monotonic()
             try:
                 self.poll_once()
             except Exception:  # a bug must not end mirroring; the next poll tries again
@@ -162,10 +163,11 @@ class Mirror:
             due = time.monotonic() + self._next_delay()
             with self._cond:
                 while not (self._stopping.is_set() or self._poke):
-                    now = time.monotonic()
+                    # a download retry that falls due after the last poll started
                     retry = min((r.retry_at for r in self._records.values()
                                  if r.state == "failed" and r.plan is not None
-                                 and r.retry_at > now), default=due)
+                                 and r.retry_at > polled), default=due)
+                    now = time.monotonic()
                     if now >= min(due, retry):
                         break
                     self._cond.wait(min(due, retry) - now)

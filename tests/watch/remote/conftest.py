@@ -1,0 +1,81 @@
+"""Fixtures: moto's S3 + SQS server on 127.0.0.1 for the session, AWS env, buckets, models."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from remote_helpers import SECRET, export
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
+    """The standard AWS variables, pointing at moto; returns the endpoint."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMODELSWAPTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    return moto_endpoint
+
+
+@pytest.fixture
+def s3(aws_env: str) -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+class Models:
+    """Tiny SavedModels exported once per session: `get("a")` answers x + 1, "b" x + 2…"""
+
+    SPECS: dict[str, dict[str, Any]] = {
+        "a": {"offset": 1.0},
+        "b": {"offset": 2.0},
+        "c": {"offset": 3.0},
+        "vocab": {"offset": 4.0, "vocab": "alpha\nbeta\n"},
+        "big": {"offset": 5.0, "size": 2_000_000},  # an 8 MB shard
+    }
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, name: str) -> Path:
+        path = self.root / name
+        if not path.exists():
+            export(path, **self.SPECS[name])
+        return path
+
+    @staticmethod
+    def answer(name: str, x: float = 1.0) -> float:
+        return x + float(Models.SPECS[name]["offset"])
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    return Models(tmp_path_factory.mktemp("exports"))

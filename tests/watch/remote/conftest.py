@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from remote_helpers import SECRET, export
@@ -18,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -54,7 +56,7 @@ def bucket(s3: Any) -> str:
 class Models:
     """Tiny SavedModels exported once per session: `get("a")` answers x + 1, "b" x + 2…"""
 
-    SPECS: dict[str, dict[str, Any]] = {
+    SPECS: ClassVar[dict[str, dict[str, Any]]] = {
         "a": {"offset": 1.0},
         "b": {"offset": 2.0},
         "c": {"offset": 3.0},

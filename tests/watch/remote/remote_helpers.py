@@ -7,6 +7,7 @@ mid-shard, so a process can be killed at a known point without timing).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -142,8 +143,6 @@ class Proxy:
 
 
 def _close(s: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     s.close()

@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from conftest import Models
+import obstore
 from remote_helpers import predict, wait_for
 
-from modelswap.watch.remote import MANIFEST_NAME, Mirror, RemoteConfig, publish
+from conftest import Models
+from modelswap.watch.remote import MANIFEST_NAME, Mirror, RemoteConfig, open_remote, publish
 
 
 def config(tmp_path: Path, **kw: Any) -> RemoteConfig:
@@ -177,20 +178,46 @@ def test_policy_decides_what_is_mirrored(tmp_path: Path, bucket: str, models: Mo
     mirror.stop()
 
 
-def test_a_bucket_with_thousands_of_stray_objects(
-        tmp_path: Path, s3: Any, bucket: str, models: Models) -> None:
-    url = f"s3://{bucket}/m"
+def _strays_then_mirror(tmp_path: Path, url: str, put: Any, strays: int,
+                        models: Models) -> Mirror:
     publish(models.get("a"), url, version=12)
-    keys = [f"m/stray-{i:05d}.log" for i in range(2000)] + [
-        f"m/{d}/x" for d in ("logs", "0", "12a", "tmp-5", "-3")] + ["m/README"]
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda k: s3.put_object(Bucket=bucket, Key=k, Body=b"x"), keys))
+    keys = [f"stray-{i:05d}.log" for i in range(strays)] + [
+        f"{d}/x" for d in ("logs", "0", "12a", "tmp-5", "-3")] + ["README"]
+    put(keys)
     mirror = Mirror("m", url, config(tmp_path))
     mirror.prepare()
     assert mirror.poll_once()
     wait_for(lambda: state(mirror, 12) == "mirrored", what="mirrored")
     assert [v.version for v in mirror.status().versions] == [12]
+    return mirror
+
+
+def test_a_bucket_with_many_stray_objects(
+        tmp_path: Path, bucket: str, models: Models) -> None:
+    url = f"s3://{bucket}/m"
+    remote = open_remote(url)
+
+    def put(keys: list[str]) -> None:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: obstore.put(remote.store, k, b"x"), keys))
+
+    mirror = _strays_then_mirror(tmp_path, url, put, 1100, models)
     lists = mirror.counters.snapshot()["list"]
     assert mirror.poll_once()
-    assert mirror.counters.snapshot()["list"] - lists == 3  # 2,007 keys: three pages of 1,000
-    mirror.stop()
+    assert mirror.counters.snapshot()["list"] - lists == 2  # 1,107 keys: two pages of 1,000
+    assert predict(mirror.local_dir / "12") == Models.answer("a")
+
+
+def test_ten_thousand_stray_objects(tmp_path: Path, models: Models) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+
+    def put(keys: list[str]) -> None:
+        for key in keys:
+            if "/" in key:
+                (root / key).parent.mkdir()
+            (root / key).write_bytes(b"x")
+
+    mirror = _strays_then_mirror(tmp_path, root.as_uri(), put, 10_000, models)
+    assert mirror.poll_once()
+    assert (mirror.local_dir / "12" / "saved_model.pb").is_file()

@@ -83,9 +83,9 @@ class QueueHints:
         if self._sqs is None:
             import boto3
 
-            match = _REGION.search(self.queue_url)
-            region = None if os.environ.get("AWS_REGION") or os.environ.get(
-                "AWS_DEFAULT_REGION") else (match.group(1) if match else "us-east-1")
+            match = _REGION.search(self.queue_url)  # botocore reads AWS_DEFAULT_REGION only
+            region = (os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+                      or (match.group(1) if match else "us-east-1"))
             self._sqs = boto3.client("sqs", region_name=region)
         return self._sqs
 

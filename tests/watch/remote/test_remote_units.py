@@ -172,3 +172,14 @@ def test_memory_store_end_to_end(tmp_path: Path, models: Models) -> None:
     with mirror_for(tmp_path, url) as mirror:
         wait_for(lambda: (v := mirror.status().version(1)) is not None and v.state == "mirrored")
     assert verify_dir(mirror.local_dir / "1", build_manifest(models.get("a"), 1)) is None
+
+
+def test_no_download_without_the_disk_space(tmp_path: Path, models: Models) -> None:
+    url = memory_url()
+    publish(models.get("a"), url)
+    mirror = mirror_for(tmp_path, url, min_free=1 << 62)  # more than any disk has free
+    assert mirror.poll_once()
+    wait_for(lambda: (v := mirror.status().version(1)) is not None and v.state == "failed")
+    v = mirror.status().version(1)
+    assert v is not None and "not enough disk space" in (v.reason or "")
+    assert os.listdir(mirror.local_dir) == []

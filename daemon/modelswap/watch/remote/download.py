@@ -21,7 +21,7 @@ from .manifest import MANIFEST_NAME, FileEntry, Hasher, Manifest, safe_relpath
 
 __all__ = ["DownloadError", "Plan", "download"]
 
-SPACE_MARGIN = 16 << 20  # left free on the cache's file system after a download
+MIN_FREE = 64 << 20  # bytes left free on the cache's file system after a download
 
 
 DownloadErrorKind = Literal["checksum", "changed", "space", "store", "stopped", "invalid"]
@@ -76,10 +76,13 @@ def _fetch(client: Client, plan: Plan, dest: Path, rel: str, size: int, etag: st
 
 def download(client: Client, cache: Cache, plan: Plan, *,
              stop: Callable[[], bool] = lambda: False,
-             progress: Callable[[int], None] = lambda n: None) -> Path:
-    """Fetch `plan` and rename it to `<cache>/<N>`; return that path. Raises `DownloadError`."""
+             progress: Callable[[int], None] = lambda n: None,
+             min_free: int = MIN_FREE) -> Path:
+    """Fetch `plan` and rename it to `<cache>/<N>`; return that path. Refuses to start
+    unless `min_free` bytes stay free after it. Raises `DownloadError`."""
+    cache.dir.mkdir(parents=True, exist_ok=True)
     free = cache.free_bytes()
-    if free < plan.total_bytes + SPACE_MARGIN:
+    if free < plan.total_bytes + min_free:
         raise DownloadError("space", f"not enough disk space in {cache.dir}: version "
                                      f"{plan.version} needs {plan.total_bytes} bytes, "
                                      f"{free} free")

@@ -22,8 +22,8 @@ import structlog
 from .cache import Cache
 from .client import Client, Counters
 from .config import RemoteConfig
-from .download import DownloadError, Plan, download
-from .errors import RemoteError
+from .download import MIN_FREE, DownloadError, Plan, download
+from .errors import RemoteError, redact
 from .judge import judge
 from .listing import list_version, list_versions
 from .proof import ShardNeeds, default_shard_needs
@@ -55,7 +55,8 @@ class Mirror:
                  on_change: Callable[[int, str], object] | None = None,
                  remote: Remote | None = None, pool: Executor | None = None,
                  shard_needs: ShardNeeds = default_shard_needs,
-                 retry_initial: float = 1.0, retry_max: float = 300.0) -> None:
+                 retry_initial: float = 1.0, retry_max: float = 300.0,
+                 min_free: int = MIN_FREE) -> None:
         self.model, self.config = model, config or RemoteConfig()
         self.tags = tuple(sorted(tags))
         self.cache = Cache(self.config.cache_dir, model)
@@ -63,6 +64,7 @@ class Mirror:
         self._url, self._wanted, self._keep, self._on_change = url, wanted, keep, on_change
         self._shard_needs = shard_needs
         self._retry = (retry_initial, retry_max)
+        self._min_free = min_free
         self._client: Client | None = None
         self._shown = url
         if remote is not None:
@@ -292,9 +294,10 @@ class Mirror:
         assert client is not None  # a plan exists only after a listing
         try:
             path = download(client, self.cache, plan, stop=self._stopping.is_set,
-                            progress=lambda size: self._progress(n, size))
+                            progress=lambda size: self._progress(n, size),
+                            min_free=self._min_free)
         except Exception as e:
-            err = e if isinstance(e, DownloadError) else DownloadError("store", repr(e))
+            err = e if isinstance(e, DownloadError) else DownloadError("store", redact(repr(e)))
             self._download_failed(n, err)
             return
         with self._cond:

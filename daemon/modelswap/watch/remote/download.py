@@ -55,7 +55,8 @@ def _fetch(client: Client, plan: Plan, dest: Path, rel: str, size: int, etag: st
            progress: Callable[[int], None]) -> Hasher:
     path = dest / safe_relpath(rel)
     path.parent.mkdir(parents=True, exist_ok=True)
-    h = Hasher()
+    h = Hasher(sha256=entry is None)  # crc32c verifies against a manifest; sha256 is
+    # computed only for the local manifest of a version that came without one
     with open(path, "wb") as f:
         for chunk in client.stream(f"{plan.name}/{rel}", if_match=etag):
             if stop():
@@ -92,7 +93,7 @@ def download(client: Client, cache: Cache, plan: Plan, *,
         got = [(rel, _fetch(client, plan, dest, rel, size, etag, entries.get(rel), stop,
                             progress)) for rel, size, etag in plan.files]
         local = plan.manifest_bytes or Manifest(plan.version, (), tuple(
-            FileEntry(rel, h.size, h.crc32c(), h.sha256()) for rel, h in got)).to_json()
+            FileEntry(rel, h.size, h.crc32c(), h.sha256() or "") for rel, h in got)).to_json()
         with open(dest / MANIFEST_NAME, "wb") as f:
             f.write(local)
             f.flush()

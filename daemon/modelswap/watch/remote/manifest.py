@@ -43,23 +43,24 @@ def safe_relpath(path: str) -> str:
 
 
 class Hasher:
-    """crc32c and sha256 of a byte stream, fed chunk by chunk."""
+    """crc32c and (unless told not to) sha256 of a byte stream, fed chunk by chunk."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sha256: bool = True) -> None:
         self.size = 0
         self._crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
-        self._sha = hashlib.sha256()
+        self._sha = hashlib.sha256() if sha256 else None
 
     def update(self, chunk: bytes) -> None:
         self.size += len(chunk)
         self._crc.update(chunk)  # type: ignore[no-untyped-call]
-        self._sha.update(chunk)
+        if self._sha is not None:
+            self._sha.update(chunk)
 
     def crc32c(self) -> str:
         return bytes(self._crc.digest()).hex()  # type: ignore[no-untyped-call]
 
-    def sha256(self) -> str:
-        return self._sha.hexdigest()
+    def sha256(self) -> str | None:
+        return self._sha.hexdigest() if self._sha is not None else None
 
     @classmethod
     def of_file(cls, path: Path) -> Hasher:
@@ -78,12 +79,13 @@ class FileEntry:
     sha256: str
 
     def mismatch(self, h: Hasher) -> str | None:
-        """None if `h` hashed exactly this file's content, else what differs."""
+        """None if `h` hashed exactly this file's content (size, crc32c, and sha256 if `h`
+        computed it), else what differs."""
         if h.size != self.size:
             return f"{self.path}: {h.size} bytes, manifest says {self.size}"
         if h.crc32c() != self.crc32c:
             return f"{self.path}: crc32c {h.crc32c()}, manifest says {self.crc32c}"
-        if h.sha256() != self.sha256:
+        if h.sha256() not in (None, self.sha256):
             return f"{self.path}: sha256 differs from the manifest"
         return None
 
@@ -157,7 +159,7 @@ def build_manifest(version_dir: Path, version: int) -> Manifest:
     entries = []
     for rel in files:
         h = Hasher.of_file(version_dir / rel)
-        entries.append(FileEntry(rel, h.size, h.crc32c(), h.sha256()))
+        entries.append(FileEntry(rel, h.size, h.crc32c(), h.sha256() or ""))
     tags = tuple(tuple(t) for t in savedmodel.tag_sets(model))
     return Manifest(version, tags, tuple(entries))
 

@@ -48,15 +48,22 @@ def test_redact_hides_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     shown = redact(text)
     assert "pa55" not in shown and "sig=abc" not in shown and "c2VjcmV0" not in shown
     assert "acct.blob.core.windows.net/c/m" in shown
+    assert redact("abfs://container@acct.dfs.core.windows.net/m") == (
+        "abfs://container@acct.dfs.core.windows.net/m")  # a container name is no secret
 
 
-def test_open_remote_refuses_what_it_cannot_use() -> None:
+def test_open_remote_refuses_what_it_cannot_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in os.environ if v.startswith("AZURE_")]:
+        monkeypatch.delenv(var)
     with pytest.raises(RemoteError) as e:
         open_remote("ftp://host/x")
     assert e.value.kind == "invalid"
     with pytest.raises(RemoteError) as e:
         open_remote("s3://bucket/p?X-Amz-Signature=secret")
     assert "secret" not in str(e.value)
+    with pytest.raises(RemoteError) as e:  # no account anywhere: misconfigured for good
+        Mirror("m", "az://container/m")
+    assert e.value.kind == "invalid"
 
 
 def test_manifest_round_trip_and_verify(tmp_path: Path, models: Models) -> None:

@@ -1,8 +1,9 @@
 """Download one version into `.incoming-<N>`, verify it, fsync it, rename it in.
 
 Each GET is pinned to the ETag the listing showed, so an object rewritten mid-download
-fails the download instead of mixing two uploads. With a manifest, every file's size,
-crc32c and sha256 must match it; without one, every file's size must match the listing.
+fails the download instead of mixing two uploads. With a manifest, every file's size and
+crc32c must match it; without one, every file's size must match the listing (and the
+local manifest written beside the files is built from what arrived).
 A failed or interrupted download leaves only the `.incoming-<N>` folder, which is deleted.
 """
 
@@ -19,11 +20,9 @@ from .client import Client
 from .errors import RemoteError
 from .manifest import MANIFEST_NAME, FileEntry, Hasher, Manifest, safe_relpath
 
-__all__ = ["DownloadError", "Plan", "download"]
+__all__ = ["MIN_FREE", "DownloadError", "DownloadErrorKind", "Plan", "download"]
 
 MIN_FREE = 64 << 20  # bytes left free on the cache's file system after a download
-
-
 DownloadErrorKind = Literal["checksum", "changed", "space", "store", "stopped", "invalid"]
 
 

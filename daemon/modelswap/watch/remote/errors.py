@@ -23,7 +23,8 @@ __all__ = ["ErrorKind", "RemoteError", "classify", "redact"]
 
 ErrorKind = Literal["refused", "unreachable", "not_found", "exists", "changed", "invalid"]
 
-_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/@\s]+@")
+# user:password@ in any URL, any user info in http(s) ones (abfs://container@account is not)
+_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/@\s:]*:[^/@\s]*@|(\bhttps?://)[^/@\s]+@")
 _QUERY = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s?\"'<>]*)\?[^\s\"'<>]*")
 _SECRET_ENV = re.compile(
     r"^(AWS|AZURE|GOOGLE|GCS|GCP|MINIO)_\w*(SECRET|TOKEN|KEY|PASSWORD|SAS)\w*$")
@@ -35,7 +36,7 @@ _MAX_LEN = 400
 def redact(text: str) -> str:
     """`text` without secrets: URL user info and query strings (signatures, SAS tokens),
     and the value of every credential-like environment variable, become `***`."""
-    text = _USERINFO.sub(r"\1***@", text)
+    text = _USERINFO.sub(lambda m: f"{m.group(1) or m.group(2)}***@", text)
     text = _QUERY.sub(r"\1?***", text)
     for name, value in os.environ.items():
         if len(value) >= 8 and _SECRET_ENV.match(name) and value in text:

@@ -1,10 +1,10 @@
 """The manifest: written last by `publish`, its existence commits a remote version.
 
 `<base>/<N>/_modelswap_manifest.json` lists every file of the version (relative path, size,
-crc32c as 8 hex digits, sha256) and the MetaGraph tag sets. The mirror verifies each
-downloaded file against it and keeps a copy in the local version folder, so a cache
-entry says where it came from. A manifest from the store is untrusted input: paths are
-checked (relative, no `..`) before anything is written.
+crc32c as 8 hex digits of the big-endian value, sha256) and the MetaGraph tag sets. The
+mirror verifies each downloaded file's size and crc32c against it and keeps a copy in the
+local version folder, so a cache entry says what it holds. A manifest from the store is
+untrusted input: paths are checked (relative, no `..`) before anything is written.
 """
 
 from __future__ import annotations

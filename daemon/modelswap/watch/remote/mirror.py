@@ -191,6 +191,8 @@ class Mirror:
             self._store_ok()
             with self._lock:
                 for n, names in listed.duplicates.items():
+                    if n in self._mirrored | self._downloading:
+                        continue  # the copy we have stays; the policy sees n leave the store
                     rec = self._records.setdefault(n, Record(n))
                     rec.state, rec.plan = "failed", None
                     rec.reason = f"version {n} is named twice: {', '.join(names)}"

@@ -96,5 +96,6 @@ def open_remote(url: str, *, timeout: float = 60.0, connect_timeout: float = 5.0
     except RemoteError:
         raise
     except Exception as e:  # obstore raises its own classes, or ValueError for bad config
-        err = classify(e)
-        raise RemoteError(err.kind, f"{shown}: {err}") from None
+        err = classify(e)  # a cloud store that cannot be built is misconfigured for good;
+        kind = err.kind if scheme == "file" else "invalid"  # a folder may yet be mounted
+        raise RemoteError(kind, f"{shown}: {err}") from None

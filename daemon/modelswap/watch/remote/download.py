@@ -10,10 +10,12 @@ A failed or interrupted download leaves only the `.incoming-<N>` folder, which i
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from .cache import Cache
 from .client import Client
@@ -49,22 +51,57 @@ class Plan:
         return sum(size for _, size, _ in self.files)
 
 
+class _Sink:
+    """Hash and write one file's chunks on a worker thread, in order, while the next chunk
+    downloads (at most `DEPTH` chunks wait in memory)."""
+
+    DEPTH = 2
+
+    def __init__(self, pool: Executor, f: BinaryIO, h: Hasher) -> None:
+        self._pool, self._f, self._h = pool, f, h
+        self._pending: deque[Future[None]] = deque()
+
+    def _write(self, chunk: bytes) -> None:
+        self._h.update(chunk)
+        self._f.write(chunk)
+
+    def put(self, chunk: bytes) -> None:
+        self._pending.append(self._pool.submit(self._write, chunk))
+        while len(self._pending) > self.DEPTH:
+            self._pending.popleft().result()
+
+    def drain(self, *, check: bool = True) -> None:
+        while self._pending:
+            future = self._pending.popleft()
+            if check:
+                future.result()
+            else:
+                wait([future])
+
+
 def _fetch(client: Client, plan: Plan, dest: Path, rel: str, size: int, etag: str | None,
-           entry: FileEntry | None, stop: Callable[[], bool],
+           entry: FileEntry | None, pool: Executor, stop: Callable[[], bool],
            progress: Callable[[int], None]) -> Hasher:
     path = dest / safe_relpath(rel)
     path.parent.mkdir(parents=True, exist_ok=True)
     h = Hasher(sha256=entry is None)  # crc32c verifies against a manifest; sha256 is
     # computed only for the local manifest of a version that came without one
+    received = 0
     with open(path, "wb") as f:
-        for chunk in client.stream(f"{plan.name}/{rel}", if_match=etag):
-            if stop():
-                raise DownloadError("stopped", "stopped")
-            h.update(chunk)
-            if h.size > size:
-                break
-            f.write(chunk)
-            progress(len(chunk))
+        sink = _Sink(pool, f, h)
+        try:
+            for chunk in client.stream(f"{plan.name}/{rel}", if_match=etag):
+                if stop():
+                    raise DownloadError("stopped", "stopped")
+                received += len(chunk)
+                if received > size:
+                    raise DownloadError("checksum", f"{rel}: more than the {size} bytes "
+                                                    "listed")
+                sink.put(chunk)
+                progress(len(chunk))
+            sink.drain()
+        finally:
+            sink.drain(check=False)  # nothing may write to the file once it is closed
         f.flush()
         os.fsync(f.fileno())
     why = entry.mismatch(h) if entry else (
@@ -88,8 +125,9 @@ def download(client: Client, cache: Cache, plan: Plan, *,
                                      f"{free} free")
     entries = {f.path: f for f in plan.manifest.files} if plan.manifest else {}
     dest = cache.incoming(plan.version)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="modelswap-write")
     try:
-        got = [(rel, _fetch(client, plan, dest, rel, size, etag, entries.get(rel), stop,
+        got = [(rel, _fetch(client, plan, dest, rel, size, etag, entries.get(rel), pool, stop,
                             progress)) for rel, size, etag in plan.files]
         local = plan.manifest_bytes or Manifest(plan.version, (), tuple(
             FileEntry(rel, h.size, h.crc32c(), h.sha256() or "") for rel, h in got)).to_json()
@@ -107,4 +145,6 @@ def download(client: Client, cache: Cache, plan: Plan, *,
     except BaseException:
         cache.discard(dest)
         raise
+    finally:
+        pool.shutdown()
 

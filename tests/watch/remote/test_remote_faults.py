@@ -63,6 +63,26 @@ def test_store_going_away_and_coming_back(tmp_path: Path, monkeypatch: pytest.Mo
     assert predict(mirror.local_dir / "2") == Models.answer("b")
 
 
+def test_a_stalled_store_counts_as_unreachable_until_it_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy: Proxy, bucket: str,
+        models: Models) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    url = f"s3://{bucket}/m"
+    publish(models.get("a"), url)
+    cfg = RemoteConfig(cache_dir=tmp_path / "cache", poll_interval=3600.0, stall_timeout=0.3)
+    with Mirror("m", url, cfg, retry_initial=0.05, retry_max=0.2) as mirror:
+        wait_for(lambda: state(mirror, 1) == "mirrored", what="v1 mirrored")
+        publish(models.get("b"), url)
+        proxy.stall_after(0)  # connections open, requests sent, no answer ever comes
+        mirror.poke()
+        wait_for(lambda: mirror.status().reachable is False, what="stall detected")
+        assert mirror.status().error_kind == "unreachable"
+        assert state(mirror, 1) == "mirrored" and state(mirror, 2) is None
+        proxy.release()
+        wait_for(lambda: state(mirror, 2) == "mirrored", what="v2 mirrored once it answers")
+    assert predict(mirror.local_dir / "2") == Models.answer("b")
+
+
 def _moto_auth(endpoint: str, count: str) -> None:
     """moto's own switch: from now on, authenticate every request (count 0) or none (inf)."""
     req = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=count.encode(),

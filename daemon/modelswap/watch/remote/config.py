@@ -21,8 +21,9 @@ def default_cache_dir() -> Path:
 class RemoteConfig(BaseModel):
     """How remote (object storage) base paths are mirrored to local disk.
 
-    Durations are seconds. `queue` is an SQS queue URL receiving the bucket's event
-    notifications: hints to re-list now, never the truth.
+    Durations are seconds. A request fails when no byte arrived for `stall_timeout`.
+    `queue` is an SQS queue URL receiving the bucket's event notifications: hints to
+    re-list now, never the truth.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -30,5 +31,6 @@ class RemoteConfig(BaseModel):
     max_downloads: Annotated[StrictInt, Field(ge=1)] = 2
     poll_interval: Annotated[float, Field(gt=0)] = 30.0
     poll_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    stall_timeout: Annotated[float, Field(gt=0)] = 30.0
     queue: StrictStr | None = None
     swap_jitter: Annotated[float, Field(ge=0)] = 0.0

@@ -91,7 +91,7 @@ class Mirror:
     def _open(self) -> Client | None:
         if self._client is None:
             try:
-                remote = open_remote(self._url)
+                remote = open_remote(self._url, stall_timeout=self.config.stall_timeout)
             except RemoteError as e:
                 if e.kind == "invalid":
                     raise

@@ -33,6 +33,7 @@ _ENDPOINT_VARS = {
     "gcs": ("GOOGLE_CLOUD_STORAGE_URL", "GOOGLE_BASE_URL", "STORAGE_EMULATOR_HOST"),
     "azure": ("AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT", "AZURITE_BLOB_STORAGE_URL"),
 }
+_NO_DEADLINE = timedelta(days=7)  # a total deadline would cut a large download short
 _memory: dict[str, MemoryStore] = {}
 _memory_lock = threading.Lock()
 
@@ -61,11 +62,14 @@ def _allow_http(cloud: str) -> bool:
     return any(os.environ.get(var, "").startswith("http://") for var in _ENDPOINT_VARS[cloud])
 
 
-def open_remote(url: str, *, timeout: float = 60.0, connect_timeout: float = 5.0,
-                max_retries: int = 2, mkdir: bool = False) -> Remote:
-    """Open `url` as a `Remote`. obstore retries a failed request `max_retries` times;
-    the caller's own backoff covers longer outages. `mkdir` creates a missing `file://`
-    folder. Raises `RemoteError` (kind "invalid" for a URL it cannot use)."""
+def open_remote(url: str, *, stall_timeout: float = 30.0, connect_timeout: float = 5.0,
+                max_retries: int = 2, retry_timeout: float = 300.0,
+                mkdir: bool = False) -> Remote:
+    """Open `url` as a `Remote`. A request fails once no byte arrived for `stall_timeout`
+    (never for merely being long: a shard may take minutes); obstore retries or resumes
+    it `max_retries` times within `retry_timeout`; the caller's own backoff covers longer
+    outages. `mkdir` creates a missing `file://` folder. Raises `RemoteError` (kind
+    "invalid" for a URL or configuration that cannot work)."""
     shown = redact(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -87,11 +91,12 @@ def open_remote(url: str, *, timeout: float = 60.0, connect_timeout: float = 5.0
         cloud = _CLOUD[scheme]
         if not parts.netloc:
             raise RemoteError("invalid", f"{shown}: no bucket or container in the URL")
-        client: ClientConfig = {"timeout": timedelta(seconds=timeout),
+        client: ClientConfig = {"timeout": _NO_DEADLINE,  # object_store's default is 30 s
+                                "read_timeout": timedelta(seconds=stall_timeout),
                                 "connect_timeout": timedelta(seconds=connect_timeout),
                                 "allow_http": _allow_http(cloud)}
         retry: RetryConfig = {"max_retries": max_retries,
-                              "retry_timeout": timedelta(seconds=timeout)}
+                              "retry_timeout": timedelta(seconds=retry_timeout)}
         return Remote(shown, from_url(url, client_options=client, retry_config=retry))
     except RemoteError:
         raise

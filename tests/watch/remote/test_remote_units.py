@@ -190,3 +190,13 @@ def test_no_download_without_the_disk_space(tmp_path: Path, models: Models) -> N
     v = mirror.status().version(1)
     assert v is not None and "not enough disk space" in (v.reason or "")
     assert os.listdir(mirror.local_dir) == []
+
+
+def test_a_base_path_that_appears_later(tmp_path: Path, models: Models) -> None:
+    root = tmp_path / "not-mounted-yet"
+    mirror = mirror_for(tmp_path, root.as_uri())
+    assert not mirror.poll_once()
+    assert mirror.status().reachable is False
+    publish(models.get("a"), root.as_uri())  # creates the folder
+    assert mirror.poll_once()
+    wait_for(lambda: (v := mirror.status().version(1)) is not None and v.state == "mirrored")

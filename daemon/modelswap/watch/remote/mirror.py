@@ -66,11 +66,7 @@ class Mirror:
         self._retry = (retry_initial, retry_max)
         self._min_free = min_free
         self._client: Client | None = None
-        self._shown = url
-        if remote is not None:
-            self._client, self._shown = Client(remote, self.counters), remote.url
-        else:
-            self._open()  # a URL that can never work raises here; other errors retry later
+        self._shown = redact(url)
         self._own_pool = pool is None
         self._pool = pool or ThreadPoolExecutor(self.config.max_downloads,
                                                 thread_name_prefix=f"modelswap-dl-{model}")
@@ -87,6 +83,10 @@ class Mirror:
         self._failures = 0
         self._last_listed: float | None = None
         self._poll_lock = threading.Lock()
+        if remote is not None:
+            self._client, self._shown = Client(remote, self.counters), remote.url
+        else:
+            self._open()  # a URL that can never work raises here; other errors retry later
 
     def _open(self) -> Client | None:
         if self._client is None:

@@ -42,7 +42,8 @@ def export(path: Path, offset: float, *, vocab: str | None = None, size: int = 1
                 vocab_file.write_text(vocab)
                 self.vocab = tf.saved_model.Asset(str(vocab_file))
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+        @tf.function(  # type: ignore[untyped-decorator]
+            input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
         def __call__(self, x: Any) -> dict[str, Any]:
             return {"y": x + self.offset + tf.reduce_sum(self.padding)}
 

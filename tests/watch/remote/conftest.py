@@ -6,11 +6,10 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-from remote_helpers import SECRET, export
+from remote_helpers import SECRET, Models
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,31 +50,6 @@ def bucket(s3: Any) -> str:
     name = f"models-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-class Models:
-    """Tiny SavedModels exported once per session: `get("a")` answers x + 1, "b" x + 2…"""
-
-    SPECS: ClassVar[dict[str, dict[str, Any]]] = {
-        "a": {"offset": 1.0},
-        "b": {"offset": 2.0},
-        "c": {"offset": 3.0},
-        "vocab": {"offset": 4.0, "vocab": "alpha\nbeta\n"},
-        "big": {"offset": 5.0, "size": 2_000_000},  # an 8 MB shard
-    }
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def get(self, name: str) -> Path:
-        path = self.root / name
-        if not path.exists():
-            export(path, **self.SPECS[name])
-        return path
-
-    @staticmethod
-    def answer(name: str, x: float = 1.0) -> float:
-        return x + float(Models.SPECS[name]["offset"])
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 TIMEOUT = 60.0
 SECRET = "modelswap-test-s3cr3t-Value-9f8e7d"
@@ -147,3 +147,28 @@ def _close(s: socket.socket) -> None:
     with contextlib.suppress(OSError):
         s.shutdown(socket.SHUT_RDWR)
     s.close()
+
+
+class Models:
+    """Tiny SavedModels exported once per session: `get("a")` answers x + 1, "b" x + 2…"""
+
+    SPECS: ClassVar[dict[str, dict[str, Any]]] = {
+        "a": {"offset": 1.0},
+        "b": {"offset": 2.0},
+        "c": {"offset": 3.0},
+        "vocab": {"offset": 4.0, "vocab": "alpha\nbeta\n"},
+        "big": {"offset": 5.0, "size": 2_000_000},  # an 8 MB shard
+    }
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, name: str) -> Path:
+        path = self.root / name
+        if not path.exists():
+            export(path, **self.SPECS[name])
+        return path
+
+    @staticmethod
+    def answer(name: str, x: float = 1.0) -> float:
+        return x + float(Models.SPECS[name]["offset"])

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remote_helpers import SECRET, TIMEOUT, Proxy, predict, wait_for
+from remote_helpers import SECRET, TIMEOUT, Models, Proxy, predict, wait_for
 from structlog.testing import capture_logs
 
-from conftest import Models
 from modelswap.watch.remote import Mirror, RemoteConfig, cli_publish, publish
 
 DAEMON = Path(__file__).resolve().parents[3] / "daemon"

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import obstore
-from remote_helpers import predict, wait_for
+from remote_helpers import Models, predict, wait_for
 
-from conftest import Models
 from modelswap.watch.remote import MANIFEST_NAME, Mirror, RemoteConfig, open_remote, publish
 
 

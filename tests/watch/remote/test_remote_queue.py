@@ -9,9 +9,8 @@ from typing import Any
 
 import boto3
 import pytest
-from remote_helpers import wait_for
+from remote_helpers import Models, wait_for
 
-from conftest import Models
 from modelswap.watch.remote import Mirror, QueueHints, RemoteConfig, publish
 from modelswap.watch.remote.queue import changed_objects
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import obstore
 import pytest
-from remote_helpers import wait_for
+from remote_helpers import Models, wait_for
 
-from conftest import Models
 from modelswap.watch.remote import (
     CLAIM_NAME,
     MANIFEST_NAME,

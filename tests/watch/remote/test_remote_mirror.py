@@ -87,16 +87,23 @@ def test_raw_upload_in_a_bad_order_is_never_mirrored_early(
     assert (mirror.local_dir / "7" / "assets" / "vocab-vocab.txt").read_text() == "alpha\nbeta\n"
 
 
-def test_unchanged_incomplete_version_is_not_read_again(
+def test_an_unchanged_incomplete_version_costs_less_and_less(
         tmp_path: Path, s3: Any, bucket: str, models: Models) -> None:
     upload_dir(s3, bucket, "m/3", models.get("a"), ["saved_model.pb"])
     mirror = Mirror("m", f"s3://{bucket}/m", config(tmp_path))
     mirror.prepare()
     assert mirror.poll_once()
-    gets = mirror.counters.snapshot()["get"]
-    assert mirror.poll_once() and mirror.poll_once()
-    assert mirror.counters.snapshot()["get"] == gets  # same listing identity: no new GET
+    before = mirror.counters.snapshot()
+    assert mirror.poll_once(full=False)  # unchanged: listed (2 requests), not read again
+    after = mirror.counters.snapshot()
+    assert after["get"] == before["get"] and after["list"] - before["list"] == 2
     assert state(mirror, 3) == "incomplete"
+    assert mirror.poll_once(full=False)  # an abandoned upload: periodic polls back off...
+    assert mirror.counters.snapshot()["list"] - after["list"] == 1
+    upload_dir(s3, bucket, "m/3", models.get("a"), files_of(models.get("a")))
+    assert mirror.poll_once()  # ...but a hinted (full) poll looks again
+    wait_for(lambda: state(mirror, 3) == "mirrored", what="mirrored")
+    mirror.stop()
 
 
 def test_checksum_failure_is_discarded_and_retried(

@@ -35,6 +35,9 @@ __all__ = ["Mirror"]
 log = structlog.get_logger("modelswap.remote")
 
 
+_MAX_RECHECK_POLLS = 32  # an unchanged incomplete version is re-listed at least this often
+
+
 def _all(versions: list[int]) -> set[int]:
     return set(versions)
 
@@ -156,10 +159,11 @@ class Mirror:
         return self.config.poll_interval * random.uniform(1 - jitter, 1 + jitter)
 
     def _run(self) -> None:
+        full = True  # the first poll, and any poll a hint asked for, re-lists every version
         while not self._stopping.is_set():
             polled = time.monotonic()
             try:
-                self.poll_once()
+                self.poll_once(full=full)
             except Exception:  # a bug must not end mirroring; the next poll tries again
                 log.exception("remote_poll_crashed", model=self.model)
             due = time.monotonic() + self._next_delay()
@@ -173,18 +177,20 @@ class Mirror:
                     if now >= min(due, retry):
                         break
                     self._cond.wait(min(due, retry) - now)
-                self._poke = False
+                full, self._poke = self._poke, False
 
-    def poll_once(self) -> bool:
+    def poll_once(self, *, full: bool = True) -> bool:
         """List, judge, fetch and prune once; False if the store could not be listed.
-        Downloads continue in the background (watch `status()`)."""
+        Downloads continue in the background (watch `status()`). Without `full`, versions
+        that stayed unchanged while incomplete or failed are re-listed less and less often
+        (an abandoned upload must not cost a request every poll)."""
         with self._poll_lock:
             client = self._open()
             if client is None:
                 return False
             try:
                 listed = list_versions(client)
-                self._judge_all(client, listed.versions)
+                self._judge_all(client, listed.versions, full)
             except RemoteError as e:
                 self._store_failed(e)
                 return False
@@ -199,7 +205,7 @@ class Mirror:
             self._reconcile(set(listed.versions))
             return True
 
-    def _judge_all(self, client: Client, versions: dict[int, str]) -> None:
+    def _judge_all(self, client: Client, versions: dict[int, str], full: bool) -> None:
         now = time.monotonic()
         with self._lock:
             for n, rec in list(self._records.items()):
@@ -210,7 +216,8 @@ class Mirror:
             for n, name in sorted(versions.items()):
                 known = self._records.get(n)
                 if known is None or (known.state in ("incomplete", "failed")
-                                     and now >= known.retry_at):
+                                     and now >= known.retry_at
+                                     and (full or now >= known.recheck_at)):
                     todo.append((n, name))
         for n, name in todo:
             objs = list_version(client, name, n)
@@ -218,7 +225,10 @@ class Mirror:
             with self._lock:
                 known = self._records.get(n)
                 if known is not None and known.signature == signature and known.plan is None:
-                    continue  # nothing changed since the last verdict
+                    known.stale += 1  # nothing changed since the last verdict
+                    known.recheck_at = now + self.config.poll_interval * min(
+                        2 ** (known.stale - 1), _MAX_RECHECK_POLLS)
+                    continue
             verdict, plan = judge(client, objs, self.tags, self._shard_needs)
             with self._lock:
                 rec = self._records.setdefault(n, Record(n))
@@ -229,7 +239,7 @@ class Mirror:
                 else:
                     rec.state = "listed" if verdict.state == "complete" else verdict.state
                     rec.reason, rec.plan = verdict.reason, plan
-                rec.signature = signature
+                rec.signature, rec.stale, rec.recheck_at = signature, 0, 0.0
                 if verdict.state != "complete":
                     log.debug("remote_version_waiting", model=self.model, version=n,
                               state=verdict.state, reason=verdict.reason)

@@ -55,7 +55,9 @@ class Record:
     plan: Plan | None = None
     bytes_done: int = 0
     attempts: int = 0
-    retry_at: float = 0.0
+    retry_at: float = 0.0  # a failed download is retried from then on
+    recheck_at: float = 0.0  # an unchanged incomplete/failed version is re-listed from then on
+    stale: int = 0  # listings in a row that found it unchanged
     in_store: bool = True
 
     def snapshot(self) -> RemoteVersion:

@@ -2,7 +2,8 @@
 
 One thread per model lists the base path every `poll_interval` (±jitter), or at once on a
 `poke()` (a queue notification: a hint, the listing is the truth). Versions not settled yet
-are listed and judged (manifest or content proof) only when their objects changed. The
+are listed each poll (less often while they stay unchanged) and judged (manifest or content
+proof) only when their objects changed; settled ones cost nothing beyond the one listing. The
 caller's `wanted(complete versions)` picks what to mirror; downloads run on a bounded pool;
 versions neither wanted nor in `keep()` are pruned. Store failures keep the cache as it is
 and back off exponentially; a refused credential is logged once, naming the model.

@@ -11,7 +11,8 @@ from pathlib import Path
 from types import TracebackType
 
 from modelswap.config import Config, load_config
-from modelswap.core.coordinator import HEARTBEAT_INTERVAL, Coordinator
+from modelswap.core.coordinator import Coordinator
+from modelswap.core.loop import HEARTBEAT_INTERVAL
 from modelswap.errors import ConfigError, ModelNotFound, VersionNotAvailable
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.handles import Served

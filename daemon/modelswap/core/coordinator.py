@@ -9,8 +9,6 @@ model's gate job, never this loop, its heartbeat or another model.
 
 from __future__ import annotations
 
-import heapq
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +18,8 @@ from modelswap.config import LoaderConfig, ModelConfig, WatchConfig
 from modelswap.core import planner
 from modelswap.core.failures import FailureMemory
 from modelswap.core.headroom import headroom
-from modelswap.core.messages import Call, Freed, Hint, LoadDone, Message, Scanned, Stop
+from modelswap.core.loop import Loop
+from modelswap.core.messages import Call, Freed, Hint, LoadDone, Message, Scanned
 from modelswap.core.publisher import Publisher
 from modelswap.core.reconfigure import reconfigure
 from modelswap.core.records import Counters, ModelRecord, VersionRecord, log_event, version_of
@@ -35,23 +34,22 @@ from modelswap.logger import get_logger
 from modelswap.workers import WorkerPool
 
 log = get_logger("modelswap")
-HEARTBEAT_INTERVAL = 1.0  # the loop wakes at least this often, so `heartbeat` stays fresh
 SLOW_RETRY = 5.0  # seconds before looking again at a model whose gate job was abandoned
 
 
-class Coordinator:
+class Coordinator(Loop):
     """Runs the pipeline for a set of models; see DESIGN.md for the rules it keeps."""
 
     def __init__(self, models: Sequence[ModelConfig], loader: LoaderConfig,
                  watch: WatchConfig, *, emit: Callable[[ModelEvent], None],
                  state_dir: Path | None = None) -> None:
         self.loader_config, self.watch_config = loader, watch
+        self.counters = Counters()
+        super().__init__(lambda: self.watch_config.rescan_interval, self.counters)
         self._memory = FailureMemory(state_dir)
         self.published = Publisher(emit)
         self._models = {m.name: self._new_record(m) for m in models}
         self._removed: dict[str, ModelRecord] = {}  # dropped by a reload, versions still held
-        self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
-        self._timers: list[tuple[float, str]] = []
         self._dirty: set[str] = set()  # publish these models' views and status
         self._replan: set[str] = set()
         self._rescan_only: set[str] = set()  # models a rescan looks at with no hint pending
@@ -61,10 +59,6 @@ class Coordinator:
         self._gates: WorkerPool[ScanJob, ScanResult] = WorkerPool(
             "gate", watch.gate_threads, scan, lambda _job, r: self._queue.put(Scanned(r)),
             limit=lambda job: job.timeout, expired=expired)
-        self._thread = threading.Thread(target=self._run, name="modelswap-coordinator",
-                                        daemon=True)
-        self.heartbeat = time.monotonic()
-        self.counters = Counters()
         self.scanned = False  # every model planned once from a look at its disk
 
     def _new_record(self, cfg: ModelConfig) -> ModelRecord:
@@ -93,83 +87,30 @@ class Coordinator:
         return self.published.served
 
     @property
-    def alive(self) -> bool:
-        """The coordinator thread is running (for health checks)."""
-        return self._thread.is_alive()
-
-    @property
     def abandoned_loads(self) -> int:
         return self._loads.abandoned
 
-    # -- called from other threads -------------------------------------------------------
     def start(self) -> None:
         self._loads.start()
         self._gates.start()
-        self._thread.start()
+        super().start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the thread, then retire and drop every version (held ones on last release)."""
-        if self._thread.is_alive():
-            self._queue.put(Stop())
-            self._thread.join(timeout)
+        super().stop(timeout)
         self._loads.stop()
         self._gates.stop()
         self._memory.close()
 
-    def hint(self, name: str, path: Path, moved_to: bool = False) -> None:
-        """A watcher saw `path` of model `name` change (`moved_to`: renamed there)."""
-        self._queue.put(Hint(name, path, moved_to, time.monotonic()))
+    def _rescan(self) -> None:
+        self.counters.rescans += 1
+        for name, m in self._models.items():
+            if not m.scan_wanted:
+                self._rescan_only.add(name)
+            m.scan_wanted = True
 
-    def call(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the coordinator thread."""
-        self._queue.put(Call(fn))
-
-    # -- the coordinator thread ------------------------------------------------------------
-    def _run(self) -> None:
-        next_rescan = time.monotonic() + self.watch_config.rescan_interval
-        running = True
-        while running:
-            self._guarded(self._step)
-            now = time.monotonic()
-            deadline = min([next_rescan, now + HEARTBEAT_INTERVAL]
-                           + [t for t, _ in self._timers[:1]])
-            try:
-                batch = [self._queue.get(timeout=max(deadline - now, 0.0))]
-            except queue.Empty:
-                batch = []
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self.heartbeat = now = time.monotonic()
-            for msg in batch:
-                if isinstance(msg, Stop):
-                    running = False
-                else:
-                    self._guarded(self._handle, msg)
-            while self._timers and self._timers[0][0] <= now:
-                _, name = heapq.heappop(self._timers)
-                self._want_scan(name)
-            if now >= next_rescan:
-                next_rescan = now + self.watch_config.rescan_interval
-                self.counters.rescans += 1
-                for name, m in self._models.items():
-                    if not m.scan_wanted:
-                        self._rescan_only.add(name)
-                    m.scan_wanted = True
-            self._guarded(self._warn_long_held)
-        self._shutdown()
-
-    def _guarded(self, fn: Callable[..., None], *args: object) -> None:
-        """Run one step; an exception is logged and counted, and the loop goes on (a bug must
-        not end the one thread that owns the state)."""
-        try:
-            fn(*args)
-        except Exception:
-            self.counters.step_failures += 1
-            log.exception("coordinator_step_failed", step=getattr(fn, "__name__", repr(fn)),
-                          message=type(args[0]).__name__ if args else None)
+    def _tick(self) -> None:
+        self.published.warn_long_held(self.loader_config.handle_warn_after)
 
     def _handle(self, msg: Message) -> None:
         if isinstance(msg, Hint):
@@ -201,14 +142,10 @@ class Coordinator:
         self._replan.clear()
         self._publish()
 
-    def _want_scan(self, name: str) -> None:
+    def _on_timer(self, name: str) -> None:
         m = self._models.get(name)
         if m is not None:
             m.scan_wanted = True
-
-    def _schedule(self, at: float, name: str) -> None:
-        if (at, name) not in self._timers:
-            heapq.heappush(self._timers, (at, name))
 
     def _set_state(self, m: ModelRecord, v: VersionRecord, state: State, error: str | None = None,
                    error_type: str | None = None) -> None:
@@ -222,23 +159,10 @@ class Coordinator:
 
     # -- gate jobs -----------------------------------------------------------------------
     def _submit_scan(self, m: ModelRecord) -> None:
-        m.scan_wanted, m.scanning, m.serial = False, True, m.serial + 1
-        versions = m.versions
         remembered = {n: identity for n, identity in self._memory.failed(m.config.name).items()
-                      if n not in versions}
-        excluded: dict[int, object | None] = {}
-        now = time.monotonic()
-        for n, v in versions.items():
-            if v.state is State.ERROR and v.failed_files is not None:
-                excluded[n] = v.failed_files
-            elif v.state is State.ERROR and v.retry_at is not None and v.retry_at > now:
-                excluded[n] = None
-        renamed, m.renamed = tuple(m.renamed), []
-        self._gates.submit(ScanJob(
-            m.config, m.serial, m.gate, renamed,
-            live=frozenset(n for n, v in versions.items() if v.state in planner.LIVE),
-            unloading=frozenset(n for n, v in versions.items() if v.state is State.UNLOADING),
-            remembered=remembered, excluded=excluded, timeout=self.watch_config.gate_timeout))
+                      if n not in m.versions}
+        self._gates.submit(m.scan_job(remembered, self.watch_config.gate_timeout,
+                                      time.monotonic()))
 
     def _on_scanned(self, result: ScanResult) -> None:
         name = result.job.model.name
@@ -258,27 +182,9 @@ class Coordinator:
                     self._set_state(m, v, State.WAITING, result.error, "IncompleteModel")
             self._schedule(time.monotonic() + SLOW_RETRY, name)
             return
-        if result.listing is None:
-            if m.base_ok:
-                log.warning("base_path_unavailable", model=name, path=str(m.config.base_path),
-                            error=result.error, serving=sorted(
-                                n for n, v in m.versions.items() if v.state is State.AVAILABLE))
-            m.base_ok = False
-        else:
-            if not m.base_ok:
-                log.info("base_path_back", model=name, path=str(m.config.base_path))
-            m.base_ok = True
-            for text in set(result.warnings) - m.warned:
-                log.warning("duplicate_version_folders", model=name, detail=text)
-            m.warned = frozenset(result.warnings)
-            before = m.scan.listing if m.scan is not None else None
-            if rescan_only and before is not None and dict(before) != dict(result.listing):
-                self.counters.rescan_changes += 1
-                log.warning("rescan_found_changes", model=name, hint="events were lost")
-            for number in [n for n in m.first_event if n not in result.listing]:
-                del m.first_event[number]
-        if result.listing is not None or m.scan is None:
-            m.scan = result
+        if m.accept(result) and rescan_only:
+            self.counters.rescan_changes += 1
+            log.warning("rescan_found_changes", model=name, hint="events were lost")
         self._replan.add(name)
         self._dirty.add(name)  # a model with no version yet is published too (as empty)
 
@@ -431,16 +337,6 @@ class Coordinator:
                 del self._removed[resident.name]
             self._replan.add(resident.name)  # a load may wait for this (swap_policy: resource)
             return
-
-    def _warn_long_held(self) -> None:
-        limit = self.loader_config.handle_warn_after
-        if limit <= 0:
-            return
-        for resident in self.published.served:
-            for age in resident.held_longer_than(limit):
-                log.warning("handle_held_long", model=resident.name, version=resident.version,
-                            held_s=round(age, 1), handle_warn_after_s=limit,
-                            hint="a handle never released keeps its model in memory")
 
     # -- reload, publish, shutdown -------------------------------------------------------------
     def reconfigure(self, models: Sequence[ModelConfig], loader: LoaderConfig,

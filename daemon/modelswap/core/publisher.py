@@ -10,6 +10,9 @@ from types import MappingProxyType
 from modelswap.core.records import ModelRecord
 from modelswap.events import ModelEvent, VersionStatus
 from modelswap.handles import ModelView, Resident
+from modelswap.logger import get_logger
+
+log = get_logger("modelswap")
 
 
 class Publisher:
@@ -28,6 +31,16 @@ class Publisher:
     def pending(self) -> bool:
         """Events are queued that `publish` has not emitted yet."""
         return bool(self._events)
+
+    def warn_long_held(self, limit: float) -> None:
+        """Log one `handle_held_long` warning per handle held longer than `limit` seconds."""
+        if limit <= 0:
+            return
+        for resident in self.served:
+            for age in resident.held_longer_than(limit):
+                log.warning("handle_held_long", model=resident.name, version=resident.version,
+                            held_s=round(age, 1), handle_warn_after_s=limit,
+                            hint="a handle never released keeps its model in memory")
 
     def record(self, event: ModelEvent) -> None:
         """Queue an event; it is emitted once `publish` has made it visible."""

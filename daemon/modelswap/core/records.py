@@ -6,6 +6,7 @@ Only the coordinator thread touches these.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -16,7 +17,7 @@ from modelswap.core.planner import Record
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.gate.checks import Gate, MetaInfo
 from modelswap.gate.listing import parse_version
-from modelswap.gate.scan import ScanResult
+from modelswap.gate.scan import ScanJob, ScanResult
 from modelswap.handles import ModelView, Resident
 from modelswap.logger import get_logger
 
@@ -97,6 +98,49 @@ class ModelRecord:
     base_ok: bool = True
     warned: frozenset[str] = frozenset()
     growth: int | None = None  # bytes the last load of this model added to the RSS
+
+    def scan_job(self, remembered: Mapping[int, str], timeout: float, now: float) -> ScanJob:
+        """The next gate job for this model (and mark it as running)."""
+        self.scan_wanted, self.scanning, self.serial = False, True, self.serial + 1
+        excluded: dict[int, object | None] = {}
+        for n, v in self.versions.items():
+            if v.state is State.ERROR and v.failed_files is not None:
+                excluded[n] = v.failed_files
+            elif v.state is State.ERROR and v.retry_at is not None and v.retry_at > now:
+                excluded[n] = None
+        renamed, self.renamed = tuple(self.renamed), []
+        versions = self.versions
+        return ScanJob(
+            self.config, self.serial, self.gate, renamed,
+            live=frozenset(n for n, v in versions.items()
+                           if v.state in (State.LOADING, State.AVAILABLE)),
+            unloading=frozenset(n for n, v in versions.items() if v.state is State.UNLOADING),
+            remembered=remembered, excluded=excluded, timeout=timeout)
+
+    def accept(self, result: ScanResult) -> bool:
+        """Take a gate job's listing (logging what changed about the base path); True when
+        the listing differs from the previous one."""
+        name, path = self.config.name, str(self.config.base_path)
+        before = self.scan.listing if self.scan is not None else None
+        if result.listing is None:
+            if self.base_ok:
+                log.warning("base_path_unavailable", model=name, path=path, error=result.error,
+                            serving=sorted(n for n, v in self.versions.items()
+                                           if v.state is State.AVAILABLE))
+            self.base_ok = False
+            if self.scan is None:
+                self.scan = result
+            return False
+        if not self.base_ok:
+            log.info("base_path_back", model=name, path=path)
+        self.base_ok = True
+        for text in set(result.warnings) - self.warned:
+            log.warning("duplicate_version_folders", model=name, detail=text)
+        self.warned = frozenset(result.warnings)
+        for number in [n for n in self.first_event if n not in result.listing]:
+            del self.first_event[number]
+        self.scan = result
+        return before is not None and dict(before) != dict(result.listing)
 
     def records(self) -> list[VersionRecord]:
         """Every version record, current and outgoing."""

@@ -17,7 +17,7 @@ from modelswap.config import ModelConfig
 from modelswap.core.planner import Forget, Load, Mark, Plan, Record, Retire, Situation, plan
 from modelswap.errors import IncompleteModel, TagMismatch
 from modelswap.events import State
-from modelswap.gate.checks import MetaInfo, Verdict
+from modelswap.gate.verdict import MetaInfo, Verdict
 from modelswap.load.contract import SignatureIO, TensorMeta
 
 BASE = Path("/models/m")

@@ -48,7 +48,9 @@ def test_failures_remembered_across_restarts(tmp_path: Path, exports: Exports) -
     base.mkdir()
     exports.publish(base, 1, 1.0)
     corrupt_copy(exports, base, 2, 2.0)
-    text = yaml_for(base, top=f"service: {{state_dir: {tmp_path / 'state'}}}")
+    # sizes only: the gate's checksums would catch this damage before any load
+    text = yaml_for(base, top=f"service: {{state_dir: {tmp_path / 'state'}}}\n"
+                              "watch: {verify: sizes}")
     for run in (1, 2):
         events = Events()
         swap = ModelSwap(parse_config(text))

@@ -13,7 +13,7 @@ from conftest import Exports, yaml_for
 from modelswap import State, TransientLoadError
 from modelswap.config import VersionPolicy
 from modelswap.core.policy import aspired_versions
-from modelswap.gate.checks import Gate
+from modelswap.gate.judge import Gate
 from modelswap.gate.listing import list_versions, parse_version
 from modelswap.gate.scan import wanted_on_disk
 from modelswap.load import job as loader_module

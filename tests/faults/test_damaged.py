@@ -187,8 +187,7 @@ def test_fifo_variables_index_does_not_block_the_coordinator(
         fifo(folder / "variables" / "variables.index")
 
     publish_damaged(s, 2, fifo_index)
-    s.wait_status(2, State.WAITING, "IncompleteModel",
-                  "variables/variables.index does not parse: not a regular file")
+    s.wait_status(2, State.ERROR, "LoadError", "variables/variables.index is not a regular file")
     s.keeps_answering(1)
     s.publish(3)  # the coordinator is not stuck: it still takes new versions
     s.serves(3)

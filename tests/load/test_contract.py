@@ -12,7 +12,7 @@ import pytest
 
 from conftest import Exports, predict, yaml_for
 from modelswap import State
-from modelswap.gate.checks import Gate
+from modelswap.gate.judge import Gate
 from modelswap.load.contract import SignatureIO, TensorMeta, violations
 
 SERVE = frozenset({"serve"})

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from modelswap.config import Config, ModelConfig, TrustConfig
-from modelswap.gate.checks import PB, PBTXT, Gate, _parse_saved_model
+from modelswap.gate.judge import Gate
 from modelswap.gate.listing import list_versions
+from modelswap.gate.savedmodel import PB, PBTXT, parse_saved_model
 from modelswap.load.contract import tensor_meta
 
 
@@ -47,7 +48,7 @@ def inspect_version(path: Path, tags: frozenset[str] = frozenset({"serve"}),
     report: dict[str, Any] = {"path": str(path), "meta_graphs": []}
     pb = path / PB if (path / PB).exists() else path / PBTXT
     try:
-        proto: Any = _parse_saved_model(pb)
+        proto: Any = parse_saved_model(pb)
     except Exception as exc:
         proto = None
         report["error"] = f"{pb.name}: {type(exc).__name__}: {exc}"

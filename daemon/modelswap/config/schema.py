@@ -270,6 +270,7 @@ class WatchConfig(BaseModel):
     settle: Duration = 0.2
     gate_threads: PositiveInt = 2
     gate_timeout: PositiveDuration = 60.0
+    verify: Literal["auto", "checksums", "sizes"] = "auto"
 
 
 class LoaderConfig(BaseModel):

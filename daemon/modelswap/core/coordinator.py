@@ -22,10 +22,17 @@ from modelswap.core.loop import Loop
 from modelswap.core.messages import Call, Freed, Hint, LoadDone, Message, Scanned
 from modelswap.core.publisher import Publisher
 from modelswap.core.reconfigure import reconfigure
-from modelswap.core.records import Counters, ModelRecord, VersionRecord, log_event, version_of
-from modelswap.errors import LoadError, TransientLoadError
+from modelswap.core.records import (
+    WAITING_LOG_EVERY,
+    Counters,
+    ModelRecord,
+    VersionRecord,
+    log_event,
+    version_of,
+)
+from modelswap.errors import IncompleteModel, LoadError, TransientLoadError
 from modelswap.events import ModelEvent, State, VersionStatus
-from modelswap.gate.checks import Gate
+from modelswap.gate.judge import Gate
 from modelswap.gate.scan import ScanJob, ScanResult, expired, scan
 from modelswap.handles import ModelView, Resident
 from modelswap.load.job import Loaded, LoadJob
@@ -62,7 +69,7 @@ class Coordinator(Loop):
         self.scanned = False  # every model planned once from a look at its disk
 
     def _new_record(self, cfg: ModelConfig) -> ModelRecord:
-        return ModelRecord(cfg, Gate(self.watch_config.settle))
+        return ModelRecord(cfg, Gate(self.watch_config.settle, self.watch_config.verify))
 
     @property
     def model_names(self) -> frozenset[str]:
@@ -174,7 +181,7 @@ class Coordinator(Loop):
         self._rescan_only.discard(name)
         if result.slow:
             self.counters.slow_scans += 1
-            m.gate = Gate(self.watch_config.settle)  # the abandoned job may still touch the old
+            m.gate = Gate(self.watch_config.settle, self.watch_config.verify)  # the old: abandoned
             log.warning("gate_job_slow", model=name, path=str(m.config.base_path),
                         gate_timeout_s=self.watch_config.gate_timeout)
             for v in m.versions.values():
@@ -239,6 +246,9 @@ class Coordinator(Loop):
                 log.warning("memory_headroom_short", model=name, version=v.number,
                             detail=action.reason)
             self._set_state(m, v, action.state, action.reason, action.error_type)
+            if action.state is State.WAITING and now - v.waiting_logged >= WAITING_LOG_EVERY:
+                v.waiting_logged = now  # progress is a status reason, logged now and then
+                log.debug("version_waiting", model=name, version=v.number, reason=action.reason)
         else:  # Load
             v.meta, v.files = action.verdict.meta, action.verdict.signature
             v.token, v.retry_at, v.failed_files, v.durations = v.token + 1, None, None, {}
@@ -267,6 +277,11 @@ class Coordinator(Loop):
             return
         self._replan.add(name)
         cfg = self.loader_config
+        if isinstance(result, IncompleteModel):  # files changed under the load: a copy
+            m.scan_wanted = True
+            v.failed_files, v.retry_at = v.files, None  # wait for other files than these
+            self._set_state(m, v, State.WAITING, str(result), "IncompleteModel")
+            return
         if isinstance(result, LoadError):
             m.scan_wanted = True  # an older version may be needed now: judge it
             error_type = type(result).__name__
@@ -356,7 +371,7 @@ class Coordinator(Loop):
         self._gates.resize(watch.gate_threads)
         self.loader_config, self.watch_config = loader, watch
         for m in self._models.values():
-            m.gate.settle = watch.settle
+            m.gate.settle, m.gate.verify = watch.settle, watch.verify
 
     def _publish(self) -> None:
         """Replace the snapshot for changed models, then retire what left it."""

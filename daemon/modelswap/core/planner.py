@@ -21,7 +21,7 @@ from modelswap.config import ModelConfig
 from modelswap.core.policy import aspired_versions
 from modelswap.errors import InsufficientMemory
 from modelswap.events import State
-from modelswap.gate.checks import MetaInfo, Verdict
+from modelswap.gate.verdict import MetaInfo, Verdict
 from modelswap.load.contract import violations
 
 LIVE = (State.LOADING, State.AVAILABLE)
@@ -138,9 +138,9 @@ def plan(s: Situation) -> Plan:
             error_type, error = s.remembered[n]
             actions.append(Mark(n, path, State.ERROR, f"{error} (remembered from an earlier "
                                 "run; retried when its files change)", error_type, v.signature))
-        elif r is not None and r.state is State.ERROR and (
-                r.failed_files == v.signature
-                or (r.failed_files is None and r.retry_at is not None and r.retry_at > s.now)):
+        elif r is not None and (r.failed_files == v.signature or (
+                r.state is State.ERROR and r.failed_files is None
+                and r.retry_at is not None and r.retry_at > s.now)):
             if r.failed_files is None and r.retry_at is not None:
                 rechecks.append(r.retry_at)
         else:

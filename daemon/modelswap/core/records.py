@@ -15,13 +15,15 @@ from typing import Any
 from modelswap.config import ModelConfig
 from modelswap.core.planner import Record
 from modelswap.events import ModelEvent, State, VersionStatus
-from modelswap.gate.checks import Gate, MetaInfo
+from modelswap.gate.judge import Gate
 from modelswap.gate.listing import parse_version
 from modelswap.gate.scan import ScanJob, ScanResult
+from modelswap.gate.verdict import MetaInfo
 from modelswap.handles import ModelView, Resident
 from modelswap.logger import get_logger
 
 log = get_logger("modelswap")
+WAITING_LOG_EVERY = 10.0  # seconds: at most one `version_waiting` debug line per version
 
 
 @dataclass
@@ -45,6 +47,7 @@ class VersionRecord:
     durations: dict[str, float] = field(default_factory=dict)
     ready_at: float | None = None  # monotonic: when the gate first passed it
     identity: str | None = None  # content identity of the loaded files (for reuse)
+    waiting_logged: float = -WAITING_LOG_EVERY  # monotonic: the last `version_waiting` line
 
     def transition(self, model: str, state: State, error: str | None = None,
                    error_type: str | None = None) -> ModelEvent | None:
@@ -104,7 +107,7 @@ class ModelRecord:
         self.scan_wanted, self.scanning, self.serial = False, True, self.serial + 1
         excluded: dict[int, object | None] = {}
         for n, v in self.versions.items():
-            if v.state is State.ERROR and v.failed_files is not None:
+            if v.state in (State.ERROR, State.WAITING) and v.failed_files is not None:
                 excluded[n] = v.failed_files
             elif v.state is State.ERROR and v.retry_at is not None and v.retry_at > now:
                 excluded[n] = None

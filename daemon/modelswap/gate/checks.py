@@ -1,31 +1,65 @@
-"""The completeness gate: is a version folder whole, with the configured tags?"""
+"""The completeness gate's checks, in order (like structlog's processors).
+
+Each check looks at one version folder and returns None (pass), `Wait(reason, when to
+look again)` or `Fail(error type, reason)`; the first that does not pass decides the
+verdict. A missed case is one more function in `CHECKS`. "Quiet" is judged on the daemon's
+own monotonic clock (`Folder.quiet`), never by comparing our time with a file server's.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from google.protobuf import message, text_format
 
 from modelswap.config.schema import TrustConfig
-from modelswap.errors import IncompleteModel, LoadError, TagMismatch, Untrusted
-from modelswap.gate.bundle import missing_bytes
-from modelswap.gate.listing import parse_version
+from modelswap.errors import LoadError, TagMismatch, Untrusted
+from modelswap.gate.bundle import bad_checksums, missing_bytes
+from modelswap.gate.savedmodel import PB, PBTXT, asset_files, needs_variables, parse_saved_model
 from modelswap.gate.trust import untrusted
-from modelswap.load.contract import SignatureIO, signature_io
 
-PB, PBTXT = "saved_model.pb", "saved_model.pbtxt"
-_VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
-
-Identity = tuple[int, int, int, int, int, int]  # dev, ino, size, mtime_ns, mode, uid
+# a file that does not parse, or whose checksums do not match, is an error only once it
+# stayed unchanged this long (a writer pausing longer than `settle` is not an error)
+GRACE_FACTOR, GRACE_MIN = 10.0, 5.0
 
 
-def _identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid)
+class Wait(NamedTuple):
+    reason: str
+    recheck_at: float | None = None  # monotonic; None: on the next event
+
+
+class Fail(NamedTuple):
+    error: type[LoadError]
+    reason: str
+
+
+Quiet = Callable[[Path, os.stat_result, float], "float | None"]
+
+
+@dataclass
+class Folder:
+    """One version folder as the checks see it; checks fill in what they learn."""
+
+    path: Path
+    tags: frozenset[str]
+    marker: str | None
+    trust_base: Path | None
+    trust: TrustConfig | None
+    atomic: bool  # the folder or its saved_model.pb arrived by a rename
+    verify: str  # auto | checksums | sizes
+    settle: float
+    quiet: Quiet  # None when unchanged for that many seconds on our clock, else when to look
+    meta_graph: Any = None
+    tag_sets: tuple[frozenset[str], ...] = ()
+
+    @property
+    def grace(self) -> float:
+        return max(self.settle * GRACE_FACTOR, GRACE_MIN)
 
 
 def _stat(path: Path) -> os.stat_result | None:
@@ -35,206 +69,129 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
-def files_signature(version_dir: Path, marker: str | None) -> tuple[object, ...]:
-    """Cheap identity of a version's files (stat only), to cache gate verdicts on."""
-    parts: list[object] = []
-    for name in (PB, PBTXT, "fingerprint.pb", marker):
-        if name:
-            st = _stat(version_dir / name)
-            parts.append(None if st is None else _identity(st))
+def _tree(path: Path) -> Iterator[Path]:
+    """Every entry under `path` (symlinks followed by stat, not walked)."""
     try:
-        with os.scandir(version_dir / "variables") as entries:
-            parts.extend(sorted((e.name, _identity(e.stat())) for e in entries))
+        with os.scandir(path) as entries:
+            found = sorted(entries, key=lambda e: e.name)
     except OSError:
-        parts.append("no-variables")
-    return tuple(parts)
+        return
+    for entry in found:
+        yield Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            yield from _tree(Path(entry.path))
 
 
-@dataclass(frozen=True)
-class MetaInfo:
-    """What the gate learnt from the chosen MetaGraph."""
-
-    tag_sets: tuple[frozenset[str], ...]
-    signatures: tuple[str, ...]
-    # name → inputs/outputs (dtype, shape) of each SignatureDef, for contract checks
-    signature_io: tuple[tuple[str, SignatureIO], ...] = ()
+def trusted(f: Folder) -> Wait | Fail | None:
+    reason = untrusted(f.trust_base, f.path, f.trust) if f.trust_base is not None else None
+    return Fail(Untrusted, reason) if reason else None
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The gate's answer for one version folder.
-
-    `ready`: load it. Otherwise `error` is set: an `IncompleteModel` means wait
-    (re-check at `recheck_at` or on the next event); any other error type is final
-    for these files.
-    """
-
-    ready: bool
-    signature: tuple[object, ...]
-    error: type[LoadError] | None = None
-    reason: str | None = None
-    recheck_at: float | None = None  # monotonic
-    meta: MetaInfo | None = None
-
-    @property
-    def waiting(self) -> bool:
-        return not self.ready and self.error is IncompleteModel
+def regular_files(f: Folder) -> Wait | Fail | None:
+    """What TensorFlow reads must be files: a FIFO would block a load holding the GIL."""
+    for path in (f.path / PB, f.path / PBTXT, f.path / "fingerprint.pb",
+                 *_tree(f.path / "variables"), *_tree(f.path / "assets")):
+        st = _stat(path)
+        if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return Fail(LoadError, f"{path.relative_to(f.path)} is not a regular file")
+    return None
 
 
-def _parse_saved_model(path: Path) -> object:
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    data = path.read_bytes()
-    if path.name == PBTXT:
-        text_format.Parse(data.decode("utf-8"), proto)
-    else:
-        proto.ParseFromString(data)
-    return proto
-
-
-def _needs_variables(meta_graph: object) -> bool:
-    graph = meta_graph.object_graph_def  # type: ignore[attr-defined]
-    if any(node.WhichOneof("kind") == "variable" for node in graph.nodes):
-        return True
-    if meta_graph.saver_def.filename_tensor_name:  # type: ignore[attr-defined]
-        return True
-    return any(node.op in _VARIABLE_OPS for node in meta_graph.graph_def.node)  # type: ignore[attr-defined]
-
-
-@dataclass
-class Gate:
-    """The completeness gate (see DESIGN.md), with caches keyed by file identity.
-
-    `saved_model.pb` counts as whole when it arrived by a rename (`note_renamed`),
-    or its mtime is at least `settle` old, or it stayed unchanged for `settle`
-    since first seen. Everything else is proven from content.
-    """
-
-    settle: float
-    clock: Callable[[], float] = time.monotonic
-    wall_clock: Callable[[], float] = time.time
-    _renamed: dict[Path, Identity] = field(default_factory=dict)
-    _first_seen: dict[Path, tuple[Identity, float]] = field(default_factory=dict)
-    _cache: dict[Path, tuple[tuple[object, ...], frozenset[str], Verdict]] = field(
-        default_factory=dict
-    )
-
-    def note_renamed(self, dest: Path) -> None:
-        """Record that `dest` (a saved_model.pb, a version folder or a base path) was renamed in."""
-        candidates = [dest] if dest.name in (PB, PBTXT) else [dest / PB, dest / PBTXT]
-        st = _stat(dest)  # (Path.is_dir raises on EACCES: this runs on the coordinator)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            try:
-                with os.scandir(dest) as entries:
-                    for entry in entries:
-                        if parse_version(entry.name) is not None:
-                            candidates += [Path(entry.path) / PB, Path(entry.path) / PBTXT]
-            except OSError:
-                pass
-        for path in candidates:
-            st = _stat(path)
-            if st is not None and stat.S_ISREG(st.st_mode):
-                self._renamed[path] = _identity(st)
-
-    def forget(self, version_dir: Path) -> None:
-        """Drop what is cached for a folder that is gone."""
-        self._cache.pop(version_dir, None)
-        for name in (PB, PBTXT):
-            self._first_seen.pop(version_dir / name, None)
-            self._renamed.pop(version_dir / name, None)
-
-    def forget_except(self, keep: set[Path]) -> None:
-        """Drop what is cached for every version folder not in `keep`."""
-        known = {*self._cache, *(p.parent for p in self._first_seen),
-                 *(p.parent for p in self._renamed)}
-        for version_dir in known - keep:
-            self.forget(version_dir)
-
-    def check(self, version_dir: Path, tags: frozenset[str], marker: str | None,
-              trust_base: Path | None = None, trust: TrustConfig | None = None) -> Verdict:
-        """Apply the gate to one version folder (and the trust check under `trust_base`,
-        with the rules of `trust`)."""
-        signature = files_signature(version_dir, marker)
-        if trust_base is not None:
-            signature += (trust, *((st.st_mode, st.st_uid, st.st_gid) if st else None
-                                   for st in (_stat(trust_base), _stat(version_dir))))
-        cached = self._cache.get(version_dir)
-        if cached is not None and cached[0] == signature and cached[1] == tags:
-            return cached[2]
-        reason = untrusted(trust_base, version_dir, trust) if trust_base is not None else None
-        if reason is not None:
-            verdict = Verdict(False, signature, Untrusted, reason)
-        else:
-            verdict = self._check(version_dir, tags, marker, signature)
-        if verdict.recheck_at is None:
-            self._cache[version_dir] = (signature, tags, verdict)
-        return verdict
-
-    def _whole(self, path: Path, st: os.stat_result) -> float | None:
-        """None when whole, else the monotonic time to look again."""
-        ident = _identity(st)
-        if self._renamed.get(path) == ident:
-            return None
-        now = self.clock()
-        age = self.wall_clock() - st.st_mtime_ns / 1e9
-        if age >= self.settle:
-            return None
-        seen = self._first_seen.get(path)
-        if seen is None or seen[0] != ident:
-            self._first_seen[path] = seen = (ident, now)
-        if now - seen[1] >= self.settle:
-            return None
-        return min(seen[1] + self.settle, now + max(self.settle - age, 0.0))
-
-    def _check(
-        self, version_dir: Path, tags: frozenset[str], marker: str | None,
-        signature: tuple[object, ...],
-    ) -> Verdict:
-        def wait(reason: str, recheck_at: float | None = None) -> Verdict:
-            return Verdict(False, signature, IncompleteModel, reason, recheck_at)
-
-        pb = version_dir / PB
+def saved_model(f: Folder) -> Wait | Fail | None:
+    """saved_model.pb is there, whole (renamed in, or quiet for `settle`) and parses."""
+    pb = f.path / PB
+    st = _stat(pb)
+    if st is None:
+        pb = f.path / PBTXT
         st = _stat(pb)
+    if st is None:
+        return Wait("saved_model.pb not there yet")
+    if not f.atomic:
+        at = f.quiet(pb, st, f.settle)
+        if at is not None:
+            return Wait(f"{pb.name} written in place; settling", at)
+    try:
+        proto = parse_saved_model(pb)
+        problem = None if proto.meta_graphs else "holds no MetaGraph (empty or truncated file)"
+    except (message.DecodeError, text_format.ParseError, UnicodeDecodeError) as exc:
+        problem = f"does not parse: {exc}"
+    except OSError as exc:
+        return Wait(f"{pb.name} unreadable: {exc.strerror}")
+    if problem is not None:
+        at = None if f.atomic else f.quiet(pb, st, f.grace)
+        if at is not None:  # still being written, with pauses: not an error yet
+            return Wait(f"{pb.name} {problem}; waiting for the writer", at)
+        return Fail(LoadError, f"{pb.name} {problem}")
+    f.tag_sets = tuple(frozenset(mg.meta_info_def.tags) for mg in proto.meta_graphs)
+    f.meta_graph = next((mg for mg, ts in zip(proto.meta_graphs, f.tag_sets, strict=True)
+                         if ts == f.tags), None)
+    return None
+
+
+def tags(f: Folder) -> Wait | Fail | None:
+    if f.meta_graph is None:
+        have = ", ".join(str(sorted(ts)) for ts in f.tag_sets)
+        return Fail(TagMismatch, f"no MetaGraph has tags {sorted(f.tags)}; the model has {have}")
+    return None
+
+
+def assets(f: Folder) -> Wait | Fail | None:
+    """Every asset the MetaGraph names exists and is quiet: a vocabulary cut short loads
+    fine and gives wrong answers, with no error anywhere."""
+    for name in asset_files(f.meta_graph):
+        path = f.path / "assets" / name
+        st = _stat(path)
         if st is None:
-            pb = version_dir / PBTXT
-            st = _stat(pb)
-        if st is None:
-            return wait("saved_model.pb not there yet")
-        if not stat.S_ISREG(st.st_mode):
-            return Verdict(False, signature, LoadError, f"{pb.name} is not a regular file")
-        fingerprint = _stat(version_dir / "fingerprint.pb")
-        if fingerprint is not None and not stat.S_ISREG(fingerprint.st_mode):
-            # TensorFlow reads it holding the GIL: a FIFO there would freeze the process
-            return Verdict(False, signature, LoadError, "fingerprint.pb is not a regular file")
-        recheck_at = self._whole(pb, st)
-        if recheck_at is not None:
-            return wait(f"{pb.name} written in place; settling", recheck_at)
-        try:
-            proto = _parse_saved_model(pb)
-        except (message.DecodeError, text_format.ParseError, UnicodeDecodeError) as exc:
-            return Verdict(False, signature, LoadError, f"{pb.name} does not parse: {exc}")
-        except OSError as exc:
-            return wait(f"{pb.name} unreadable: {exc.strerror}")
-        meta_graphs = list(proto.meta_graphs)  # type: ignore[attr-defined]
-        if not meta_graphs:
-            return Verdict(False, signature, LoadError,
-                           f"{pb.name} holds no MetaGraph (empty or truncated file)")
-        tag_sets = tuple(frozenset(mg.meta_info_def.tags) for mg in meta_graphs)
-        pairs = zip(meta_graphs, tag_sets, strict=True)
-        chosen = next((mg for mg, ts in pairs if ts == tags), None)
-        if chosen is None:
-            have = ", ".join(str(sorted(ts)) for ts in tag_sets)
-            return Verdict(False, signature, TagMismatch,
-                           f"no MetaGraph has tags {sorted(tags)}; the model has {have}")
-        variables = version_dir / "variables"
-        if _stat(variables / "variables.index") is not None or _needs_variables(chosen):
-            reason = missing_bytes(variables)
-            if reason is not None:
-                return wait(reason)
-        if marker and _stat(version_dir / marker) is None:
-            return wait(f"marker {marker} missing")
-        meta = MetaInfo(tag_sets, tuple(sorted(k for k in chosen.signature_def
-                                               if not k.startswith("__"))),
-                        signature_io(chosen))
-        return Verdict(True, signature, meta=meta)
+            return Wait(f"assets/{name} missing")
+        at = None if f.atomic else f.quiet(path, st, f.settle)
+        if at is not None:
+            return Wait(f"assets/{name} written in place; settling", at)
+    return None
+
+
+def variables(f: Folder) -> Wait | Fail | None:
+    """The index parses and every shard holds the bytes its entries need."""
+    folder = f.path / "variables"
+    if _stat(folder / "variables.index") is None and not needs_variables(f.meta_graph):
+        return None
+    reason = missing_bytes(folder)
+    return Wait(reason) if reason is not None else None
+
+
+def checksums(f: Folder) -> Wait | Fail | None:
+    """Each tensor's bytes match the crc32c in the index (copies in place, or always with
+    `verify: checksums`): a shard allocated at full size and then filled has the right size
+    long before it has the right content."""
+    if f.verify == "sizes" or (f.verify == "auto" and f.atomic):
+        return None
+    folder = f.path / "variables"
+    if _stat(folder / "variables.index") is None:
+        return None
+    reason = bad_checksums(folder)
+    if reason is None:
+        return None
+    shards = [(p, st) for p in _tree(folder) if (st := _stat(p)) is not None]
+    waits = [at for p, st in shards if (at := f.quiet(p, st, f.grace)) is not None]
+    if waits:
+        return Wait(reason, min(waits))
+    return Fail(LoadError, reason.replace("do not match their checksum yet (still being "
+                                          "written?)", "do not match their checksum: damaged"))
+
+
+def marker(f: Folder) -> Wait | Fail | None:
+    if f.marker and _stat(f.path / f.marker) is None:
+        return Wait(f"marker {f.marker} missing")
+    return None
+
+
+Check = Callable[[Folder], "Wait | Fail | None"]
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("trust", trusted),
+    ("regular files", regular_files),
+    ("saved_model.pb", saved_model),
+    ("tags", tags),
+    ("assets", assets),
+    ("variables", variables),
+    ("checksums", checksums),
+    ("marker", marker),
+)

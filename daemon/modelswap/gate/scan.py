@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelswap.config import ModelConfig, VersionPolicy
-from modelswap.gate.checks import Gate, Verdict
 from modelswap.gate.identity import files_hash
+from modelswap.gate.judge import Gate
 from modelswap.gate.listing import list_versions
+from modelswap.gate.verdict import Verdict
 
 
 @dataclass(frozen=True)

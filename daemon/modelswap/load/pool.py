@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from modelswap.errors import LoadError, LoadTimeout
+from modelswap.errors import IncompleteModel, LoadError, LoadTimeout
 from modelswap.gate.identity import files_hash
+from modelswap.gate.judge import files_signature
 from modelswap.load import job as jobs
 from modelswap.load.job import Loaded, LoadJob
 from modelswap.logger import get_logger
@@ -16,6 +17,7 @@ log = get_logger("modelswap")
 
 
 def _run(job: LoadJob) -> Loaded | LoadError:
+    before = files_signature(job.path, None)
     try:
         return jobs.run_job(job)  # looked up per call: tests and bench/ wrap it
     except LoadError as exc:
@@ -23,6 +25,10 @@ def _run(job: LoadJob) -> Loaded | LoadError:
         error = exc.with_traceback(None)
     except Exception as exc:  # an unexpected failure is still a result
         error = LoadError(f"{type(exc).__name__}: {exc}")
+    if files_signature(job.path, None) != before:
+        # the files changed under the load (a copy still running): not this version's fault
+        return IncompleteModel(f"its files changed during the load ({error}); waiting for "
+                               f"the copy to finish")
     if job.identify_failure:
         # failure memory remembers which files failed (read here, not on the coordinator)
         with contextlib.suppress(OSError):

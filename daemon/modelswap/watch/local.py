@@ -37,8 +37,8 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
+from modelswap.gate.mounts import needs_polling_cached
 from modelswap.logger import get_logger
-from modelswap.watch.mounts import needs_polling_cached
 
 log = get_logger("modelswap.source")
 

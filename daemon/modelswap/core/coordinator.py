@@ -142,7 +142,9 @@ class Coordinator(Loop):
 
     def _step(self) -> None:
         for name, m in self._models.items():
-            if m.scan_wanted and not m.scanning:
+            if m.stuck is not None and m.stuck.finished.is_set():
+                m.stuck = None  # the hung job returned: its file system answers again
+            if m.scan_wanted and not m.scanning and m.stuck is None:
                 self._submit_scan(m)
             if name in self._replan:
                 self._guarded(self._plan, m)
@@ -181,6 +183,8 @@ class Coordinator(Loop):
         self._rescan_only.discard(name)
         if result.slow:
             self.counters.slow_scans += 1
+            m.stuck = result.job  # no second job into the same hung mount
+            m.scan_wanted = True
             m.gate = Gate(self.watch_config.settle, self.watch_config.verify)  # the old: abandoned
             log.warning("gate_job_slow", model=name, path=str(m.config.base_path),
                         gate_timeout_s=self.watch_config.gate_timeout)

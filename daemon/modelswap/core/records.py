@@ -101,6 +101,7 @@ class ModelRecord:
     base_ok: bool = True
     warned: frozenset[str] = frozenset()
     growth: int | None = None  # bytes the last load of this model added to the RSS
+    stuck: ScanJob | None = None  # an abandoned gate job (hung mount) not returned yet
 
     def scan_job(self, remembered: Mapping[int, str], timeout: float, now: float) -> ScanJob:
         """The next gate job for this model (and mark it as running)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class ScanJob:
     # failure for exactly these files (their gate signature)
     excluded: Mapping[int, object | None] = field(default_factory=dict)
     timeout: float = 60.0
+    finished: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,13 @@ def wanted_on_disk(on_disk: Iterable[int], policy: VersionPolicy,
 def scan(job: ScanJob) -> ScanResult:
     """List the base path, then judge versions newest first; for `latest: N` stop once N
     candidates are found and no labelled version lies further down."""
+    try:
+        return _scan(job)
+    finally:
+        job.finished.set()
+
+
+def _scan(job: ScanJob) -> ScanResult:
     cfg, gate = job.model, job.gate
     for path in job.renamed:
         gate.note_renamed(path)

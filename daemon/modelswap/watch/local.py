@@ -46,6 +46,7 @@ log = get_logger("modelswap.source")
 EVENT_FILTER = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
                 FileMovedEvent, DirMovedEvent, FileModifiedEvent, FileClosedEvent]
 Hint = Callable[[str, Path, bool], None]  # (model, event path, path is a rename's target)
+PLACE_TIMEOUT = 1.0  # seconds the watch thread waits for one model's placement
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -92,6 +93,7 @@ class Source(FileSystemEventHandler):
         self._requests: queue.SimpleQueue[str | _Configure | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="modelswap-watch", daemon=True)
         self._stopped = False
+        self._placing: dict[str, threading.Thread] = {}  # placements under way
 
     # -- lifecycle (any thread) ------------------------------------------------------------
     def start(self) -> None:
@@ -174,7 +176,23 @@ class Source(FileSystemEventHandler):
         elif request:
             self._ensure(request)
 
-    def _ensure(self, name: str) -> bool:
+    def _ensure(self, name: str) -> None:
+        """`_place_now` on a thread of its own, waited for a moment: a base path on a hung
+        mount (stat blocks) must not stop the other models' watches or the poll hints."""
+        if name in self._placing and self._placing[name].is_alive():
+            return  # still stuck since the last try
+        thread = threading.Thread(target=self._place_now, args=(name,), daemon=True,
+                                  name=f"modelswap-watch-place-{name}")
+        self._placing[name] = thread
+        thread.start()
+        thread.join(PLACE_TIMEOUT)
+        if thread.is_alive():
+            log.warning("watch_placement_slow", model=name, base_path=str(self._bases.get(name)),
+                        waited_s=PLACE_TIMEOUT, hint="its file system does not answer")
+        else:
+            del self._placing[name]
+
+    def _place_now(self, name: str) -> bool:
         """Put the watches for `name` where they belong now; True when they moved."""
         base = self._bases.get(name)
         if base is None or self._stopped:

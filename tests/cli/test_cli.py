@@ -91,7 +91,7 @@ def test_inspect_applies_trust_and_shows_config(tmp_path: Path, exports: Exports
     os.chown(base / "1", 1001, 1500)
     plain = modelswap("inspect", str(base))
     assert plain.returncode == 1
-    assert "version 1: NOT complete (Untrusted: " in plain.stdout
+    assert "version 1: not complete: trust: " in plain.stdout and "(Untrusted)" in plain.stdout
     config = tmp_path / "c.yaml"
     config.write_text(f"models:\n  - name: m\n    base_path: {base}\n"
                       "    load_options: {experimental_io_device: /job:localhost}\n"
@@ -128,13 +128,17 @@ def test_inspect_version_and_base(tmp_path: Path, exports: Exports) -> None:
     export_tf1(base / "5", {("serve", "gpu"): 0.0})
     text = modelswap("inspect", str(base))
     assert text.returncode == 1
-    assert "version 4: NOT complete (IncompleteModel: variables/variables.index missing)" \
-        in text.stdout
-    assert "version 5: NOT complete (TagMismatch" in text.stdout
+    assert ("version 4: not complete: variables: variables/variables.index missing "
+            "(IncompleteModel)") in text.stdout
+    assert "version 5: not complete: tags: no MetaGraph has tags" in text.stdout
     assert "version 3: complete" in text.stdout
     assert "input  x: float32 [None, 1]" in text.stdout
     gpu = modelswap("inspect", str(base / "5"), "--tags", "serve,gpu")
     assert gpu.returncode == 0 and "complete [tags ['gpu', 'serve']]" in gpu.stdout
+    (base / "6").mkdir()  # an empty version folder: not complete, exit 1
+    empty = modelswap("inspect", str(base / "6"))
+    assert empty.returncode == 1, empty.stdout
+    assert "not complete: saved_model.pb: saved_model.pb not there yet" in empty.stdout
 
 
 def test_run_serves_and_stops_on_sigint(tmp_path: Path, exports: Exports) -> None:

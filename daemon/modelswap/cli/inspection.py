@@ -7,7 +7,7 @@ from typing import Any
 
 from modelswap.config import Config, ModelConfig, TrustConfig
 from modelswap.gate.judge import Gate
-from modelswap.gate.listing import list_versions
+from modelswap.gate.listing import list_versions, parse_version
 from modelswap.gate.savedmodel import PB, PBTXT, parse_saved_model
 from modelswap.load.contract import tensor_meta
 
@@ -47,11 +47,12 @@ def inspect_version(path: Path, tags: frozenset[str] = frozenset({"serve"}),
     `base`, default the parent folder) of one version folder."""
     report: dict[str, Any] = {"path": str(path), "meta_graphs": []}
     pb = path / PB if (path / PB).exists() else path / PBTXT
-    try:
-        proto: Any = parse_saved_model(pb)
-    except Exception as exc:
-        proto = None
-        report["error"] = f"{pb.name}: {type(exc).__name__}: {exc}"
+    proto: Any = None
+    if pb.exists():
+        try:
+            proto = parse_saved_model(pb)
+        except Exception as exc:
+            report["error"] = f"{pb.name}: {type(exc).__name__}: {exc}"
     for mg in proto.meta_graphs if proto is not None else ():
         report["meta_graphs"].append({
             "tags": sorted(mg.meta_info_def.tags),
@@ -66,6 +67,7 @@ def inspect_version(path: Path, tags: frozenset[str] = frozenset({"serve"}),
     report["checked_tags"] = sorted(tags)
     report["complete"] = verdict.ready
     report["reason"] = verdict.reason
+    report["check"] = verdict.check  # the gate check that holds it back
     report["error_type"] = verdict.error.__name__ if verdict.error else None
     return report
 
@@ -79,13 +81,20 @@ def inspect_path(path: Path, tags: str | None = None,
     marker = model.marker if model is not None else None
     trust = model.trust if model is not None else TrustConfig()
     base = model.base_path if model is not None else None
-    if (path / PB).exists() or (path / PBTXT).exists():
+    if _is_version_folder(path):
         return {"path": str(path),
                 "versions": [inspect_version(path, wanted, marker, trust, base)]}
     versions, warnings = list_versions(path)
     return {"path": str(path), "warnings": warnings,
             "versions": [inspect_version(versions[n], wanted, marker, trust, path)
                          | {"version": n} for n in sorted(versions, reverse=True)]}
+
+
+def _is_version_folder(path: Path) -> bool:
+    """A SavedModel folder, or one on its way to be (a number, or SavedModel parts in it):
+    an empty or half-copied version folder is reported as not complete."""
+    return (parse_version(path.name) is not None
+            or any((path / name).exists() for name in (PB, PBTXT, "variables", "assets")))
 
 
 def model_settings(model: ModelConfig) -> dict[str, Any]:
@@ -122,7 +131,7 @@ def render(report: dict[str, Any]) -> str:
     for v in report["versions"]:
         head = f"version {v['version']}" if "version" in v else "SavedModel"
         verdict = ("complete" if v["complete"]
-                   else f"NOT complete ({v['error_type']}: {v['reason']})")
+                   else f"not complete: {v.get('check')}: {v['reason']} ({v['error_type']})")
         lines.append(f"  {head}: {verdict} [tags {v['checked_tags']}]")
         if v.get("error"):
             lines.append(f"    error: {v['error']}")

@@ -227,14 +227,14 @@ def bad_checksums(variables_dir: Path, prefix: str = "variables") -> str | None:
     for shard, items in sorted(by_shard.items()):
         name = f"{prefix}.data-{shard:05d}-of-{header.num_shards:05d}"
         try:
-            with open(variables_dir / name, "rb") as f:
-                data = f.read()
+            with open(variables_dir / name, "rb", buffering=0) as f:
+                for key, entry in sorted(items, key=lambda item: item[1].offset):
+                    f.seek(entry.offset)  # one read per tensor: no copy of the whole shard
+                    if _tensor_crc(f.read(entry.size), entry) != entry.crc32c:
+                        shown = key.encode("utf-8", "surrogateescape").decode(
+                            "utf-8", "backslashreplace")
+                        return (f"{variables_dir.name}/{name}: the bytes of {shown!r} do not "
+                                f"match their checksum yet (still being written?)")
         except OSError as e:
             return f"{variables_dir.name}/{name} unreadable: {e.strerror or e}"
-        for key, entry in sorted(items, key=lambda item: item[1].offset):
-            piece = data[entry.offset : entry.offset + entry.size]
-            if _tensor_crc(piece, entry) != entry.crc32c:
-                shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                return (f"{variables_dir.name}/{name}: the bytes of {shown!r} do not match their "
-                        f"checksum yet (still being written?)")
     return None

@@ -125,7 +125,7 @@ class Coordinator(Loop):
             if m is None:
                 return
             self.counters.events += 1
-            m.scan_wanted = True
+            m.scan_wanted, m.last_hint = True, msg.at
             if msg.moved_to:
                 m.renamed.append(msg.path)
             number = version_of(m.config.base_path, msg.path)

@@ -101,6 +101,7 @@ class ModelRecord:
     base_ok: bool = True
     warned: frozenset[str] = frozenset()
     growth: int | None = None  # bytes the last load of this model added to the RSS
+    last_hint: float = float("-inf")  # monotonic time of the last watcher hint
     stuck: ScanJob | None = None  # an abandoned gate job (hung mount) not returned yet
 
     def scan_job(self, remembered: Mapping[int, str], timeout: float, now: float) -> ScanJob:
@@ -119,13 +120,16 @@ class ModelRecord:
             live=frozenset(n for n, v in versions.items()
                            if v.state in (State.LOADING, State.AVAILABLE)),
             unloading=frozenset(n for n, v in versions.items() if v.state is State.UNLOADING),
-            remembered=remembered, excluded=excluded, timeout=timeout)
+            remembered=remembered, excluded=excluded, timeout=timeout, submitted=now)
 
     def accept(self, result: ScanResult) -> bool:
         """Take a gate job's listing (logging what changed about the base path); True when
-        the listing differs from the previous one."""
+        it differs from the previous one although no hint came since that one was taken:
+        a change no event reported."""
         name, path = self.config.name, str(self.config.base_path)
         before = self.scan.listing if self.scan is not None else None
+        if self.scan is not None and self.last_hint >= self.scan.job.submitted:
+            before = None  # events told of changes since: a difference is no surprise
         if result.listing is None:
             if self.base_ok:
                 log.warning("base_path_unavailable", model=name, path=path, error=result.error,

@@ -38,6 +38,7 @@ class ScanJob:
     # failure for exactly these files (their gate signature)
     excluded: Mapping[int, object | None] = field(default_factory=dict)
     timeout: float = 60.0
+    submitted: float = 0.0  # monotonic
     finished: threading.Event = field(default_factory=threading.Event, compare=False)
 
 

@@ -42,9 +42,16 @@ def hung_mount(tmp_path: Path) -> Iterator[Path]:
     try:
         yield point
     finally:
-        release.touch()  # lets every blocked lookup go
-        subprocess.run(["umount", str(point)], check=False)
-        proc.wait(TIMEOUT)
+        release.touch()  # lets every blocked lookup go (they answer ENOENT now)
+        # lazy: detached at once even while a lookup is still on its way out, so no later
+        # walk of the temp folders (pytest's own clean-up) can ever step into it
+        subprocess.run(["umount", "-l", str(point)], check=False)
+        proc.terminate()  # a killed FUSE server fails whatever still waits on it
+        try:
+            proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(TIMEOUT)
 
 
 def test_hung_mount_stalls_only_its_own_model(

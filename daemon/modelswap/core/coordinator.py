@@ -236,8 +236,7 @@ class Coordinator(Loop):
             pool = m.outgoing if action.outgoing else [current] if current else []
             for old in pool:
                 if old.number == action.number and old.state is State.AVAILABLE:
-                    self._set_state(m, old, State.UNLOADING)
-                    self._retiring.append((m, old))
+                    self._retire(m, old)
             return
         found = m.versions.get(action.number)
         v = found if found is not None and found.path == action.path else VersionRecord(
@@ -321,18 +320,15 @@ class Coordinator(Loop):
             m.growth = max(result.rss_growth, 0)
         self._memory.forget(name, number)
         v.identity, v.retries = result.identity, 0
-        now = time.monotonic()
-        v.durations = dict(result.durations)
-        if v.ready_at is not None:
-            v.durations["ready_to_available"] = now - v.ready_at
-        first_event = m.first_event.pop(number, None)
-        if first_event is not None:
-            v.durations["event_to_available"] = now - first_event
-            if v.ready_at is not None:
-                v.durations["gate_wait"] = max(v.ready_at - first_event, 0.0)
+        v.timed(result.durations, m.first_event.pop(number, None), time.monotonic())
         self.counters.swaps += 1
         v.served = Resident(name, number, v.path, model, signatures, self._released)
         self._set_state(m, v, State.AVAILABLE)
+
+    def _retire(self, m: ModelRecord, v: VersionRecord) -> None:
+        """Unpublish `v`; it is unloaded once its last handle is released."""
+        self._set_state(m, v, State.UNLOADING)
+        self._retiring.append((m, v))
 
     def _released(self, resident: Resident) -> None:
         if self._stopped:
@@ -367,8 +363,7 @@ class Coordinator(Loop):
         self._models = change.models
         self._removed.update(change.removed)
         for m, v in change.retire:
-            self._set_state(m, v, State.UNLOADING)
-            self._retiring.append((m, v))
+            self._retire(m, v)
         self._dirty.update(change.changed)
         self._replan.update(change.changed)
         self._loads.resize(loader.threads)
@@ -395,7 +390,6 @@ class Coordinator(Loop):
         for m in self._models.values():
             for v in m.records():
                 if v.state is State.AVAILABLE:
-                    self._set_state(m, v, State.UNLOADING)
-                    self._retiring.append((m, v))
+                    self._retire(m, v)
         self._dirty.update(self._models)
         self._publish()

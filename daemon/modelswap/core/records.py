@@ -64,6 +64,17 @@ class VersionRecord:
         return ModelEvent(model, self.number, state, previous, self.path, error, error_type,
                           durations)
 
+    def timed(self, stages: dict[str, float], first_event: float | None, now: float) -> None:
+        """Keep a load's stage durations, plus ready→available and, from the version's first
+        sighting, event→available and the gate's wait (reported with AVAILABLE)."""
+        self.durations = dict(stages)
+        if self.ready_at is not None:
+            self.durations["ready_to_available"] = now - self.ready_at
+        if first_event is not None:
+            self.durations["event_to_available"] = now - first_event
+            if self.ready_at is not None:
+                self.durations["gate_wait"] = max(self.ready_at - first_event, 0.0)
+
     def as_planned(self, outgoing: bool = False) -> Record:
         return Record(self.number, self.state, self.path, self.failed_files, self.retry_at,
                       self.meta, outgoing)

@@ -62,6 +62,15 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     # watchdog warns each time inotify re-adds a folder it already watches: harmless
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
+    # watchdog logs an ERROR when a watch is removed while its thread reads an event (a
+    # race inside watchdog on unschedule and stop, with no effect): not an error of ours
+    inotify = logging.getLogger("watchdog.observers.inotify")
+    if _stop_race not in inotify.filters:
+        inotify.addFilter(_stop_race)
+
+
+def _stop_race(record: logging.LogRecord) -> bool:
+    return "called when the thread is inactive" not in record.getMessage()
 
 
 def quiet_tensorflow() -> None:

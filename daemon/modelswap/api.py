@@ -15,6 +15,7 @@ from modelswap.core.coordinator import Coordinator
 from modelswap.core.loop import HEARTBEAT_INTERVAL
 from modelswap.errors import ConfigError, ModelNotFound, VersionNotAvailable
 from modelswap.events import ModelEvent, State, VersionStatus
+from modelswap.fleet.rollout import member_id
 from modelswap.handles import Served
 from modelswap.observe.metrics import Metrics
 from modelswap.observe.server import StatusServer
@@ -74,7 +75,8 @@ class ModelSwap:
         self._dispatcher.subscribe(self._router)
         self._consumers = Consumers(self)
         self._coordinator = Coordinator(config.models, config.loader, config.watch,
-                                        emit=self._emit, state_dir=state_dir(config))
+                                        emit=self._emit, state_dir=state_dir(config),
+                                        member=member_id())
         self._source = Source({m.name: m.base_path for m in config.models},
                               self._coordinator.hint, mode=config.watch.mode,
                               poll_interval=config.watch.poll_interval,

@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 
 from modelswap.config import ModelConfig
-from modelswap.core.planner import Forget, Load, Mark, Plan, Record, Retire, Situation, plan
+from modelswap.core.planner import (
+    Forget,
+    Load,
+    Mark,
+    Pin,
+    Plan,
+    Record,
+    Retire,
+    Situation,
+    plan,
+)
 from modelswap.errors import IncompleteModel, TagMismatch
 from modelswap.events import State
 from modelswap.gate.verdict import MetaInfo, Verdict
@@ -175,6 +185,28 @@ CASES = [
          marks={2: (W, None)}, aspired={2}),
     Case("resource: the old version ended, load", situation={"swap_policy": "resource"},
          on_disk=(1, 2), verdicts={2: ready()}, loads=[2], aspired={2}),
+    # -- fleets: rollout pins and staggered swaps -----------------------------------------------
+    Case("rollout pins the stable version, not the newest",
+         on_disk=(1, 2, 3), verdicts={3: ready(), 2: ready()},
+         situation={"pin": Pin(frozenset({2}), 2)}, loads=[2], aspired={2}),
+    Case("canary member keeps stable and canary loaded",
+         records=(rec(2, A),), on_disk=(2, 3), verdicts={3: ready()},
+         situation={"pin": Pin(frozenset({2, 3}), 3)}, loads=[3], aspired={2, 3}),
+    Case("promote: the old stable retires once the new one serves",
+         records=(rec(2, A), rec(3, A)), on_disk=(2, 3),
+         situation={"pin": Pin(frozenset({3}), 3)}, retires=[2], aspired={3}),
+    Case("abort: back to stable, the canary retires",
+         records=(rec(2, A), rec(3, A)), on_disk=(2, 3),
+         situation={"pin": Pin(frozenset({2}), 2)}, retires=[3], aspired={2}),
+    Case("staggered swap: the new version waits for its turn",
+         records=(rec(1, A),), on_disk=(1, 2), verdicts={2: ready()},
+         situation={"not_before": {2: 50.0}, "now": 10.0}, marks={2: (W, None)}, aspired={2}),
+    Case("staggered swap: its turn came",
+         records=(rec(1, A),), on_disk=(1, 2), verdicts={2: ready()},
+         situation={"not_before": {2: 5.0}, "now": 10.0}, loads=[2], aspired={2}),
+    Case("staggered swap: nothing served yet, no waiting",
+         on_disk=(1,), verdicts={1: ready()}, situation={"not_before": {1: 50.0}},
+         loads=[1], aspired={1}),
     # -- reloads ---------------------------------------------------------------------------------
     Case("outgoing version (old config) serves until the new one is available",
          records=(rec(1, A, outgoing=True),), on_disk=(1,), verdicts={1: ready()},

@@ -32,6 +32,7 @@ from modelswap.core.records import (
 )
 from modelswap.errors import IncompleteModel, LoadError, TransientLoadError
 from modelswap.events import ModelEvent, State, VersionStatus
+from modelswap.fleet.jitter import swap_delay
 from modelswap.gate.judge import Gate
 from modelswap.gate.scan import ScanJob, ScanResult, expired, scan
 from modelswap.handles import ModelView, Resident
@@ -49,8 +50,10 @@ class Coordinator(Loop):
 
     def __init__(self, models: Sequence[ModelConfig], loader: LoaderConfig,
                  watch: WatchConfig, *, emit: Callable[[ModelEvent], None],
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, member: str = "",
+                 swap_jitter: float = 0.0) -> None:
         self.loader_config, self.watch_config = loader, watch
+        self.member, self.swap_jitter = member, swap_jitter  # fleet: who we are, staggering
         self.counters = Counters()
         super().__init__(lambda: self.watch_config.rescan_interval, self.counters)
         self._memory = FailureMemory(state_dir)
@@ -193,9 +196,12 @@ class Coordinator(Loop):
                     self._set_state(m, v, State.WAITING, result.error, "IncompleteModel")
             self._schedule(time.monotonic() + SLOW_RETRY, name)
             return
-        if m.accept(result) and rescan_only:
+        if m.accept(result, time.monotonic()) and rescan_only:
             self.counters.rescan_changes += 1
             log.warning("rescan_found_changes", model=name, hint="events were lost")
+        if result.listing is not None and m.follow_rollout(result.rollout, result.listing,
+                                                           self.member):
+            m.scan_wanted = True  # the rollout names a version that job did not judge
         self._replan.add(name)
         self._dirty.add(name)  # a model with no version yet is published too (as empty)
 
@@ -217,8 +223,13 @@ class Coordinator(Loop):
             + tuple(o.as_planned(outgoing=True) for o in m.outgoing),
             result.listing, verdicts, {n: self._memory.error_of(cfg.name, n)
                                        for n in result.remembered}, now, loader.swap_policy,
-            loader.memory_policy, estimates, room))
+            loader.memory_policy, estimates, room, m.pin,
+            {n: at + swap_delay(self.member, cfg.name, n, self.swap_jitter)
+             for n, at in m.first_ready.items()} if self.swap_jitter > 0 else {}))
         m.aspired = decided.aspired
+        if decided.default != m.default:
+            m.default = decided.default
+            self._dirty.add(cfg.name)
         for action in decided.actions:
             self._apply(m, action, now)
         if decided.recheck_at is not None:

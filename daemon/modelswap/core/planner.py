@@ -42,6 +42,16 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Pin:
+    """A fleet rollout's choice for this member (fleet/rollout.py): the versions to keep
+    loaded in place of the version policy's pick, the default, and rollout labels."""
+
+    wanted: frozenset[int]
+    default: int | None = None
+    labels: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Situation:
     """Everything the planner looks at for one model."""
 
@@ -56,6 +66,8 @@ class Situation:
     memory_policy: str = "refuse"
     estimates: Mapping[int, int] = field(default_factory=dict)  # bytes a load would take
     headroom: int | None = None  # bytes the process may still use; None: unknown
+    pin: Pin | None = None  # a fleet rollout for this member
+    not_before: Mapping[int, float] = field(default_factory=dict)  # staggered swaps
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,7 @@ class Plan:
     actions: tuple[Action, ...]
     aspired: frozenset[int]
     recheck_at: float | None = None  # plan again then, even if nothing else happens
+    default: int | None = None  # what acquire(name) returns, when not the newest
 
 
 def plan(s: Situation) -> Plan:
@@ -149,7 +162,7 @@ def plan(s: Situation) -> Plan:
     available = {n for n, r in current.items() if r.state is State.AVAILABLE}
     loading = {n for n, r in current.items() if r.state is State.LOADING}
     while True:
-        aspired = aspired_versions(candidates, cfg.version_policy, cfg.labels)
+        aspired = _aspired(cfg, s.pin, candidates)
         to_load = aspired - available - loading
         broken = _contract_breaks(cfg, s, to_load)
         if not broken:
@@ -158,6 +171,15 @@ def plan(s: Situation) -> Plan:
             actions.append(Mark(n, listing[n], State.ERROR, reason, "SignatureMismatch",
                                 s.verdicts[n].signature))
         candidates -= set(broken)
+
+    if to_load and available:  # staggered swaps: a fleet never loads a version all at once
+        for n in sorted(to_load):
+            at = s.not_before.get(n, 0.0)
+            if at > s.now:
+                actions.append(Mark(n, listing[n], State.WAITING, f"waiting for its turn "
+                                    f"(swap_jitter): loads in {at - s.now:.0f}s"))
+                rechecks.append(at)
+        to_load = frozenset(n for n in to_load if s.not_before.get(n, 0.0) <= s.now)
 
     stale = [current[n] for n in sorted(available - aspired)]
     stale += [r for r in outgoing if r.state is State.AVAILABLE]
@@ -191,7 +213,16 @@ def plan(s: Situation) -> Plan:
         actions += [Retire(r.number, r.outgoing) for r in stale]
 
     actions += [Load(n, listing[n], s.verdicts[n]) for n in sorted(to_load, reverse=True)]
-    return Plan(tuple(actions), aspired, min(rechecks, default=None))
+    default = s.pin.default if s.pin is not None else None
+    return Plan(tuple(actions), aspired, min(rechecks, default=None), default)
+
+
+def _aspired(cfg: ModelConfig, pin: Pin | None, candidates: set[int]) -> frozenset[int]:
+    """The version policy's pick among the candidates, plus labelled ones; under a fleet
+    rollout the rollout's versions replace the policy's pick."""
+    if pin is None:
+        return aspired_versions(candidates, cfg.version_policy, cfg.labels)
+    return frozenset(candidates & (pin.wanted | set(cfg.labels.values())))
 
 
 def _contract_breaks(cfg: ModelConfig, s: Situation, numbers: frozenset[int]) -> dict[int, str]:

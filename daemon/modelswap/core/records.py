@@ -13,8 +13,16 @@ from types import MappingProxyType
 from typing import Any
 
 from modelswap.config import ModelConfig
-from modelswap.core.planner import Record
+from modelswap.core.planner import Pin, Record
 from modelswap.events import ModelEvent, State, VersionStatus
+from modelswap.fleet.rollout import (
+    ROLLOUT_NAME,
+    Rollout,
+    RolloutProblem,
+    member_versions,
+    parse_rollout,
+    serves_canary,
+)
 from modelswap.gate.judge import Gate
 from modelswap.gate.listing import parse_version
 from modelswap.gate.scan import ScanJob, ScanResult
@@ -113,6 +121,11 @@ class ModelRecord:
     warned: frozenset[str] = frozenset()
     growth: int | None = None  # bytes the last load of this model added to the RSS
     last_hint: float = float("-inf")  # monotonic time of the last watcher hint
+    rollout: Rollout | None = None  # the fleet rollout beside the versions (last good one)
+    rollout_problem: str | None = None  # why the rollout file there now is ignored
+    pin: Pin | None = None  # what the rollout asks of this member
+    default: int | None = None  # acquire(name)'s version, when a rollout says so
+    first_ready: dict[int, float] = field(default_factory=dict)  # version → gate first passed
     stuck: ScanJob | None = None  # an abandoned gate job (hung mount) not returned yet
 
     def scan_job(self, remembered: Mapping[int, str], timeout: float, now: float) -> ScanJob:
@@ -131,9 +144,11 @@ class ModelRecord:
             live=frozenset(n for n, v in versions.items()
                            if v.state in (State.LOADING, State.AVAILABLE)),
             unloading=frozenset(n for n, v in versions.items() if v.state is State.UNLOADING),
-            remembered=remembered, excluded=excluded, timeout=timeout, submitted=now)
+            remembered=remembered, excluded=excluded, timeout=timeout, submitted=now,
+            pinned=frozenset(n for n in (self.rollout.stable, self.rollout.canary) if n)
+            if self.rollout is not None else frozenset())
 
-    def accept(self, result: ScanResult) -> bool:
+    def accept(self, result: ScanResult, now: float) -> bool:
         """Take a gate job's listing (logging what changed about the base path); True when
         it differs from the previous one although no hint came since that one was taken:
         a change no event reported."""
@@ -156,10 +171,44 @@ class ModelRecord:
         for text in set(result.warnings) - self.warned:
             log.warning("duplicate_version_folders", model=name, detail=text)
         self.warned = frozenset(result.warnings)
-        for number in [n for n in self.first_event if n not in result.listing]:
-            del self.first_event[number]
+        for seen in (self.first_event, self.first_ready):
+            for number in [n for n in seen if n not in result.listing]:
+                del seen[number]
+        for number, verdict in result.verdicts.items():
+            if verdict.ready:
+                self.first_ready.setdefault(number, now)
         self.scan = result
         return before is not None and dict(before) != dict(result.listing)
+
+    def follow_rollout(self, data: bytes | None, listing: Mapping[int, Path],
+                       member: str) -> bool:
+        """Take the rollout file's bytes (None: there is none); keep the last good rollout
+        when the file is invalid (logged once). Sets `pin`; True when the rollout names a
+        version the last gate job did not judge (look again)."""
+        name = self.config.name
+        source = str(self.config.base_path / ROLLOUT_NAME)
+        found = parse_rollout(data, source) if data is not None else None
+        if isinstance(found, RolloutProblem):
+            if str(found) != self.rollout_problem:
+                log.error("rollout_invalid", model=name, problem=found.reason, path=source,
+                          keeping=self.rollout.describe() if self.rollout else "no rollout")
+            self.rollout_problem = str(found)
+        else:
+            self.rollout_problem = None
+            if found != self.rollout:
+                canary = found is not None and serves_canary(member, name, found.percent)
+                log.info("rollout", model=name, member=member, canary_member=canary,
+                         rollout=found.describe() if found else None)
+            self.rollout = found
+        if self.rollout is None:
+            self.pin = None
+            return False
+        chosen = member_versions(self.rollout, listing,
+                                 serves_canary(member, name, self.rollout.percent))
+        assert chosen is not None
+        self.pin = Pin(chosen.wanted, chosen.default, dict(chosen.labels))
+        judged = self.scan.job.pinned if self.scan is not None else frozenset()
+        return not chosen.wanted <= judged
 
     def records(self) -> list[VersionRecord]:
         """Every version record, current and outgoing."""
@@ -176,10 +225,11 @@ class ModelRecord:
         """The published versions, for the snapshot `acquire()` reads."""
         versions = {v.number: v.served for v in [*self.outgoing, *self.versions.values()]
                     if v.state is State.AVAILABLE and v.served is not None}
-        labels = {label: versions[n] for label, n in self.config.labels.items()
-                  if n in versions}
+        named = {**self.config.labels, **(self.pin.labels if self.pin is not None else {})}
+        labels = {label: versions[n] for label, n in named.items() if n in versions}
+        default = self.default if self.default in versions else max(versions, default=None)
         return ModelView(MappingProxyType(versions), MappingProxyType(labels),
-                         versions[max(versions)] if versions else None)
+                         versions[default] if default is not None else None)
 
     def status(self) -> tuple[VersionStatus, ...]:
         """Every tracked version, newest first."""

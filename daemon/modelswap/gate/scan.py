@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class ScanJob:
     # failure for exactly these files (their gate signature)
     excluded: Mapping[int, object | None] = field(default_factory=dict)
     timeout: float = 60.0
+    pinned: frozenset[int] = frozenset()  # judged whatever the policy (a fleet rollout's)
     submitted: float = 0.0  # monotonic
     finished: threading.Event = field(default_factory=threading.Event, compare=False)
 
@@ -54,6 +56,7 @@ class ScanResult:
     warnings: tuple[str, ...] = ()
     error: str | None = None  # why the base path could not be listed, or the job expired
     slow: bool = False  # the job ran past its time limit and was abandoned
+    rollout: bytes | None = None  # the fleet rollout file beside the versions, if any
 
 
 def size_on_disk(version_dir: Path) -> int:
@@ -99,12 +102,13 @@ def _scan(job: ScanJob) -> ScanResult:
         listing, warnings = list_versions(cfg.base_path)
     except OSError as exc:
         return ScanResult(job, None, error=exc.strerror or str(exc))
-    policy, labelled = cfg.version_policy, set(cfg.labels.values())
+    policy, labelled = cfg.version_policy, set(cfg.labels.values()) | job.pinned
     verdicts: dict[int, Verdict] = {}
     sizes: dict[int, int] = {}
     remembered: set[int] = set()
     found = 0
-    for number in wanted_on_disk(listing, policy, cfg.labels):
+    for number in wanted_on_disk(listing, policy, {
+            **cfg.labels, **{f"pinned-{n}": n for n in job.pinned}}):
         if (policy.kind == "latest" and found >= policy.latest
                 and all(lv > number for lv in labelled)):
             break
@@ -126,7 +130,24 @@ def _scan(job: ScanJob) -> ScanResult:
                     None, verdict.signature):
                 found += 1
     gate.forget_except(set(listing.values()))
-    return ScanResult(job, listing, verdicts, sizes, frozenset(remembered), tuple(warnings))
+    return ScanResult(job, listing, verdicts, sizes, frozenset(remembered), tuple(warnings),
+                      rollout=_read_rollout(cfg.base_path / ROLLOUT_FILE))
+
+
+ROLLOUT_FILE = "_modelswap_rollout.json"  # fleet/rollout.py parses it
+ROLLOUT_MAX = 64 * 1024
+
+
+def _read_rollout(path: Path) -> bytes | None:
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return b"not a regular file"  # fails to parse: reported, ignored
+            return f.read(ROLLOUT_MAX + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}".encode()
 
 
 def _hash(path: Path) -> str | None:

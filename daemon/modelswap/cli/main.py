@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
     demo = sub.add_parser("demo", help="export a tiny model, serve it, swap in v2 under load")
     demo.set_defaults(func=_cmd_demo)
+    from modelswap.fleet.cli import add_fleet_parsers
+
+    add_fleet_parsers(sub)  # rollout, fleet status
     return parser
 
 

@@ -268,6 +268,63 @@ def test_auto_warmup_tolerates_rejected_inputs_only(tmp_path: Path) -> None:
         run_warmup(load_version(reader, SERVE).model, reader, "auto", 60)
 
 
+def export_two_names(path: Path) -> Path:
+    """`serving_default` and `serve` are one function (as in a Keras 3 export: the saver
+    wraps each name in its own wrapper); `double` is another function with the same body."""
+    import tensorflow as tf
+
+    class TwoNames(tf.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = tf.Variable(0, dtype=tf.int64)
+            self.other = tf.Variable(0, dtype=tf.int64)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+        def serve(self, x: Any) -> Any:
+            self.calls.assign_add(1)
+            return {"y": x * 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+        def double(self, x: Any) -> Any:
+            self.other.assign_add(1)
+            return {"y": x * 2.0}
+
+    module = TwoNames()
+    tf.saved_model.save(module, str(path), signatures={
+        "serving_default": module.serve, "serve": module.serve, "double": module.double})
+    return path
+
+
+def test_names_of_one_function_are_warmed_once_and_served_as_one(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    path = export_two_names(tmp_path / "two")
+    loaded = load_version(path, SERVE)
+    signatures = loaded.signatures
+    assert sorted(signatures) == ["double", "serve", "serving_default"]
+    assert signatures["serve"] is signatures["serving_default"]  # one function, one object
+    assert signatures["double"] is not signatures["serving_default"]  # other variables
+    report = run_warmup(loaded.model, path, "auto", 60, signatures=signatures)
+    assert (report.kind, report.calls, report.skipped) == ("auto", 2, [])
+    model = loaded.model
+    assert (int(model.calls.numpy()), int(model.other.numpy())) == (1, 1)
+    assert float(signatures["serve"](x=tf.constant([[2.0]]))["y"][0][0]) == 4.0
+    # without the loader's mapping, run_warmup merges the model's own signatures the same way
+    again = run_warmup(model, path, "auto", 60)
+    assert again.calls == 2 and int(model.calls.numpy()) == 3  # 1 + the call above + 1
+
+
+def test_one_function_through_the_daemon(tmp_path: Path, run_swap: Any) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    publish(export_two_names(tmp_path / "two"), base, 1)
+    swap, _ = run_swap(yaml_for(base))
+    swap.wait_until_available("m", timeout=60)
+    with swap.acquire("m") as served:
+        assert int(served.model.calls.numpy()) == 1  # warmed once for both names
+        assert served.signatures["serve"] is served.signatures["serving_default"]
+
+
 def test_synthesized_inputs(counting: Path) -> None:
     model = load_version(counting, SERVE).model
     inputs = synthesize_inputs(model.signatures["other"])

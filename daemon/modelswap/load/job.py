@@ -11,11 +11,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from modelswap.config import LoadOptions
 from modelswap.errors import LoadError, SignatureMismatch, TransientLoadError
 from modelswap.gate.identity import content_identity
+from modelswap.load.signatures import distinct
 from modelswap.load.warmup import run_warmup
 from modelswap.logger import get_logger
 
@@ -74,7 +76,8 @@ def load_version(path: Path, tags: frozenset[str], signatures: Sequence[str] = (
     except Exception as exc:
         raise LoadError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
     loaded_at = time.perf_counter()
-    found: Mapping[str, Any] = getattr(model, "signatures", None) or {}
+    # names that are one function share one (warmed) ConcreteFunction: see signatures.py
+    found = MappingProxyType(distinct(getattr(model, "signatures", None) or {}))
     missing = [name for name in signatures if name not in found]
     if missing:
         raise SignatureMismatch(
@@ -163,7 +166,8 @@ def _run_job(job: LoadJob) -> Loaded:
     started = time.perf_counter()
     logger = log.bind(model=job.name, version=job.number)
     report = run_warmup(loaded.model, job.path, job.warmup, job.warmup_timeout,
-                        iterations=job.warmup_iterations, logger=logger)
+                        iterations=job.warmup_iterations, logger=logger,
+                        signatures=loaded.signatures)
     loaded.durations["warmup"] = time.perf_counter() - started
     loaded.rss_growth = rss() - before  # other loads may run at once: an estimate
     if report.kind != "off":

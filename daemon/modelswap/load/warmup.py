@@ -9,8 +9,10 @@ cost off the consumers. In order of precedence (`warmup: off` skips all of them)
    `iterations` times against its signature. Needs the `tensorflow-serving-api`
    protos (`pip install 'modelswap[tfserving]'`). Other log types are skipped, logged.
 2. `warmup: "pkg.module:callable"`: called with the loaded model.
-3. `warmup: auto`: every signature is called once with inputs synthesized from its
-   TensorSpecs (unknown dimensions → 1; zeros, empty strings, False).
+3. `warmup: auto`: every distinct signature function is called once with inputs
+   synthesized from its TensorSpecs (unknown dimensions → 1; zeros, empty strings,
+   False). Names that are one function (`serve` and `serving_default` of a Keras export,
+   see `signatures.distinct`) are called once, under `serving_default` when it is one.
 
 Anything that raises, or runs longer than `timeout`, is a `WarmupFailed`.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from modelswap.errors import WarmupFailed
+from modelswap.load.signatures import DEFAULT_SIGNATURE, distinct
 from modelswap.logger import get_logger
 
 __all__ = ["MAX_RECORDS", "WARMUP_FILE", "WarmupReport", "run_warmup", "synthesize_inputs"]
@@ -33,7 +36,6 @@ log = get_logger("modelswap.warmup")
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # TF Serving's WarmupConsts::kMaxNumRecords
-DEFAULT_SIGNATURE = "serving_default"
 
 
 @dataclass
@@ -47,21 +49,28 @@ class WarmupReport:
 
 
 def run_warmup(model: Any, path: Path, warmup: str, timeout: float, *,
-               iterations: int = 1, logger: Any = log) -> WarmupReport:
+               iterations: int = 1, logger: Any = log,
+               signatures: Mapping[str, Any] | None = None) -> WarmupReport:
     """Warm up `model` (loaded from `path`) as `warmup` says ("auto", "off" or
-    "pkg.module:callable"), within `timeout` seconds; raise `WarmupFailed` otherwise."""
+    "pkg.module:callable"), within `timeout` seconds; raise `WarmupFailed` otherwise.
+
+    `signatures`: the functions consumers will be handed, by name (default: the model's
+    signatures, with names that are one function merged: `signatures.distinct`)."""
     if warmup == "off":
         return WarmupReport("off")
+    if signatures is None:
+        signatures = distinct(getattr(model, "signatures", None) or {})
+    found = signatures
     requests = path / WARMUP_FILE
     if requests.is_file():
         report = WarmupReport("file")
-        work: Callable[[], None] = lambda: _replay(model, requests, iterations, report)  # noqa: E731
+        work: Callable[[], None] = lambda: _replay(found, requests, iterations, report)  # noqa: E731
     elif warmup != "auto":
         report = WarmupReport("function")
         work = lambda: _call_function(model, warmup, report)  # noqa: E731
     else:
         report = WarmupReport("auto")
-        work = lambda: _auto(model, report)  # noqa: E731
+        work = lambda: _auto(found, report)  # noqa: E731
     _within(timeout, work, report.kind)
     for what in report.skipped:
         logger.info("warmup_skipped", kind=report.kind, detail=what)
@@ -105,11 +114,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if text else ""
 
 
-def _signatures(model: Any) -> Mapping[str, Any]:
-    found: Mapping[str, Any] = getattr(model, "signatures", None) or {}
-    return found
-
-
 # -- TF Serving's warmup file ----------------------------------------------------------------
 
 def _read_records(requests: Path) -> list[bytes]:
@@ -128,7 +132,8 @@ def _read_records(requests: Path) -> list[bytes]:
     return records
 
 
-def _replay(model: Any, requests: Path, iterations: int, report: WarmupReport) -> None:
+def _replay(signatures: Mapping[str, Any], requests: Path, iterations: int,
+            report: WarmupReport) -> None:
     try:
         from tensorflow_serving.apis import prediction_log_pb2
     except ImportError:
@@ -137,7 +142,6 @@ def _replay(model: Any, requests: Path, iterations: int, report: WarmupReport) -
             "pip install 'modelswap[tfserving]' (or set warmup: off)") from None
     import tensorflow as tf
 
-    signatures = _signatures(model)
     calls: list[tuple[int, str, Any, dict[str, Any]]] = []
     skipped: dict[str, int] = {}
     for index, record in enumerate(_read_records(requests)):
@@ -223,10 +227,15 @@ def synthesize_inputs(fn: Any) -> dict[str, Any] | str:
     return inputs
 
 
-def _auto(model: Any, report: WarmupReport) -> None:
+def _auto(signatures: Mapping[str, Any], report: WarmupReport) -> None:
     import tensorflow as tf
 
-    for name, fn in sorted(_signatures(model).items()):
+    names: dict[int, list[str]] = {}  # one entry per distinct function object
+    for name, fn in sorted(signatures.items()):
+        names.setdefault(id(fn), []).append(name)
+    for group in names.values():
+        name = DEFAULT_SIGNATURE if DEFAULT_SIGNATURE in group else min(group)
+        fn = signatures[name]
         inputs = synthesize_inputs(fn)
         if isinstance(inputs, str):
             report.skipped.append(f"signature {name!r}: {inputs}")

@@ -36,6 +36,7 @@ from modelswap.fleet.jitter import swap_delay
 from modelswap.gate.judge import Gate
 from modelswap.gate.scan import ScanJob, ScanResult, expired, scan
 from modelswap.handles import ModelView, Resident
+from modelswap.load import heap
 from modelswap.load.job import Loaded, LoadJob
 from modelswap.load.pool import LoadPool
 from modelswap.logger import get_logger
@@ -349,6 +350,7 @@ class Coordinator(Loop):
 
     def _on_freed(self, resident: Resident) -> None:
         resident.drop()
+        heap.collect_soon()  # the retired model's cycles, on the gc thread (load/heap.py)
         for m in (self._models.get(resident.name), self._removed.get(resident.name)):
             v = m.find(resident) if m is not None else None
             if m is None or v is None:

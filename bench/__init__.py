@@ -1,2 +1,2 @@
 """modelswap's benchmark suite: `python -m bench [--quick]` prints one table of figures,
-targets, same-run baselines, ratios and pass/fail (see bench/README_SECTION.md)."""
+targets, same-run baselines, ratios and pass/fail (see bench/README.md)."""

@@ -26,6 +26,7 @@ class Row:
     baseline: str = "—"
     ratio: str = "—"
     verdict: str = INFO
+    load: str = ""  # the 1-minute load average at the figure's start and end
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Context:
     work: Path
     exports: dict[str, list[Path]]  # kind ("tiny", "dense", "big") -> distinct exports
     big_label: str  # "ResNet50" or the --quick stand-in's name
+    alternatives: bool = False  # also measure the GC strategies the shipped one beat
     notes: list[str] = field(default_factory=list)
 
     def n(self, quick: int, full: int) -> int:
@@ -85,6 +87,11 @@ def verdict(ok: bool) -> str:
 
 
 # -- machine ------------------------------------------------------------------------------
+def loadavg() -> float:
+    """The 1-minute load average (NaN where unknown)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def machine() -> str:
     cpu = platform.processor() or "?"
     try:

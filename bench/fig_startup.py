@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from .baselines import floor
-from .common import INFO, Context, Row, make_config, med, spread, warmup_supported
+from .common import INFO, Context, Row, make_config, med, spread, verdict, warmup_supported
 from .models import publish
 
 
@@ -34,6 +34,11 @@ def figure7(ctx: Context) -> list[Row]:
     base_s = med(floors)
     ctx.note(f"fig 7: floor (8 sequential plain loads, summed) {spread(floors)} s; "
              + "; ".join(f"threads={t}: {spread(v)} s" for t, v in times.items()))
-    return [Row(f"7 start-up to all-available, 8 dense models, loader.threads={t}",
+    rows = [Row(f"7 start-up to all-available, 8 dense models, loader.threads={t}",
                 f"{med(v):.2f} s", "report", f"floor: 8 plain loads {base_s:.2f} s",
-                f"{med(v) / base_s:.2f}x", INFO) for t, v in times.items()]
+                f"{med(v) / base_s:.2f}x floor", INFO) for t, v in times.items()]
+    two, one = med(times[2]), med(times[1])
+    rows.append(Row("7 start-up, loader.threads=2 over threads=1", f"{two:.2f} s",
+                    "≤ 0.7x threads=1", f"threads=1 {one:.2f} s", f"{two / one:.2f}x",
+                    verdict(two <= 0.7 * one)))
+    return rows

@@ -4,7 +4,7 @@
     python -m bench [--quick] [--only 1,3] [--keep] [--out FILE]
     python bench/run.py [--quick]
 
-Benchmarks are not tests: nothing here asserts a timing. See bench/README_SECTION.md.
+Benchmarks are not tests: nothing here asserts a timing. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -23,9 +24,10 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "bench"
 
-from bench.common import FAIL, Context, Row, machine
+from bench.common import FAIL, Context, Row, loadavg, machine
 
-COLUMNS = ("figure", "measured", "target", "baseline (same run)", "ratio", "pass/fail")
+COLUMNS = ("figure", "measured", "target", "baseline (same run)", "ratio", "pass/fail",
+           "load avg")
 
 
 def _figures() -> list[tuple[str, Callable[[Context], list[Row]]]]:
@@ -44,8 +46,8 @@ def _figures() -> list[tuple[str, Callable[[Context], list[Row]]]]:
 
 def render(rows: Sequence[Row]) -> str:
     """A Markdown pipe table (readable on a terminal, pasteable into the README)."""
-    cells = [COLUMNS] + [(r.figure, r.measured, r.target, r.baseline, r.ratio, r.verdict)
-                         for r in rows]
+    cells = [COLUMNS] + [(r.figure, r.measured, r.target, r.baseline, r.ratio, r.verdict,
+                          r.load) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
 
     def line(c: Sequence[str]) -> str:
@@ -61,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fewer repeats and a small stand-in for ResNet50 (< 3 minutes)")
     parser.add_argument("--only", default="", help="comma-separated figures, e.g. 1,3")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--gc-alternatives", action="store_true",
+                        help="figures 3 and 5: also measure the GC strategies the shipped "
+                             "one was chosen over (bench/gcstrategy.py)")
     parser.add_argument("--out", type=Path, help="also write the table and details here")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -78,25 +83,40 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"machine: {machine()}")
     print(header, flush=True)
     rows: list[Row] = []
+    loads: list[float] = []  # the load average every 2 s
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(2.0):
+            loads.append(loadavg())
+
+    threading.Thread(target=sample, daemon=True, name="bench-loadavg").start()
     try:
         t = time.perf_counter()
         exports, big_label = export_all(work / "exports", args.quick)
-        ctx = Context(args.quick, work, exports, big_label)
+        ctx = Context(args.quick, work, exports, big_label, args.gc_alternatives)
         ctx.note(f"exported models in {time.perf_counter() - t:.1f} s (child process); "
                  f"big model: {big_label}")
         for key, figure in _figures():
             if wanted and not wanted & set(key.split(",")):
                 continue
-            t = time.perf_counter()
+            t, load_before = time.perf_counter(), loadavg()
+            seen = len(loads)
             print(f"… figure {key}", file=sys.stderr, flush=True)
             try:
-                rows += figure(ctx)
+                got = figure(ctx)
             except Exception as exc:  # a broken figure is a row, not a lost table
                 traceback.print_exc()
-                rows.append(Row(key, f"ERROR {type(exc).__name__}: {exc}"[:160],
-                                verdict=FAIL))
-            ctx.note(f"figure {key} took {time.perf_counter() - t:.1f} s")
+                got = [Row(key, f"ERROR {type(exc).__name__}: {exc}"[:160], verdict=FAIL)]
+            load_after = loadavg()
+            peak = max([load_before, load_after, *loads[seen:]])
+            for row in got:
+                row.load = f"{load_before:.1f}→{load_after:.1f} (max {peak:.1f})"
+            rows += got
+            ctx.note(f"figure {key} took {time.perf_counter() - t:.1f} s, load average "
+                     f"{load_before:.2f} → {load_after:.2f}")
     finally:
+        sampling.set()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     rows.sort(key=lambda r: r.figure.split(" ")[0])

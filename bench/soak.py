@@ -266,9 +266,8 @@ def report(result: SoakResult, out: Any = print) -> None:
 def run_config_cases(cases: int, processes: int, out: Any = print) -> list[str]:
     """Generated configs through from_yaml and `modelswap check`; problems found."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from hypothesis import HealthCheck, assume, given, settings
-
     import config_cases
+    from hypothesis import HealthCheck, assume, given, settings
 
     counts: collections.Counter[str] = collections.Counter()
     work = Path(tempfile.mkdtemp(prefix="modelswap-configs-"))

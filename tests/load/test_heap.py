@@ -21,63 +21,68 @@ from modelswap.load.job import LoadJob, run_job
 SERVE = frozenset({"serve"})
 
 
-def frozen_heap() -> None:
-    """As `ModelSwap.start()` does with `loader.gc_freeze` (the default)."""
-    if not gc.get_freeze_count():
-        gc.collect()
-        gc.freeze()
-
-
 def job_for(path: Path) -> LoadJob:
     return LoadJob("m", 1, path, 1, SERVE, ())
 
 
-def test_a_loaded_model_is_frozen(exports: Exports) -> None:
-    frozen_heap()
-    loaded = run_job(job_for(exports.get(1.0)))
-    assert loaded.model is not None
-    frozen = {id(o) for o in gc.get_objects()}  # tracked objects outside the frozen generation
-    assert id(loaded.model) not in frozen and id(loaded.model.offset) not in frozen
-    assert gc.get_freeze_count() > 0
+def test_no_full_collection_during_a_load_then_one_after_it(exports: Exports) -> None:
+    before = gc.get_threshold()
+    runs = heap.collector.runs
+    seen: list[int] = []
 
+    def warm(model: Any) -> None:  # runs inside the load, on the warmup thread
+        seen.append(gc.get_threshold()[2])
 
-def test_nothing_frozen_without_a_frozen_start_up_heap(exports: Exports) -> None:
-    frozen_heap()
-    gc.unfreeze()
+    WARM.append(warm)
     try:
-        loaded = run_job(job_for(exports.get(1.0)))
-        assert gc.get_freeze_count() == 0
-        assert id(loaded.model) in {id(o) for o in gc.get_objects()}
+        job = LoadJob("m", 1, exports.get(1.0), 1, SERVE, (), warmup="test_heap:warm_hook")
+        loaded = run_job(job)
     finally:
-        gc.collect()
-        gc.freeze()
+        WARM.clear()
+    assert loaded.model is not None
+    assert seen == [heap.HELD]  # automatic full collections were held during the load
+    assert heap.collector.wait(runs + 1, 60)  # one full collection after it...
+    assert jobs.wait_no_load(5)
+    assert gc.get_threshold() == before  # ...then the hold is released
 
 
-def test_collect_now_frees_cycles_in_the_frozen_generation() -> None:
-    frozen_heap()
+WARM: list[Any] = []
 
+
+def warm_hook(model: Any) -> None:
+    for fn in WARM:
+        fn(model)
+
+
+def test_hold_and_release_are_idempotent() -> None:
+    before = gc.get_threshold()
+    heap.hold()
+    heap.hold()
+    assert gc.get_threshold() == (before[0], before[1], heap.HELD)
+    heap.release()
+    heap.release()
+    assert gc.get_threshold() == before
+
+
+def test_collect_now_frees_cycles() -> None:
     class Node:
         other: Any = None
 
     a, b = Node(), Node()
     a.other, b.other = b, a  # a cycle
     ref = weakref.ref(a)
-    gc.freeze()
     del a, b
-    gc.collect()
-    assert ref() is not None  # frozen: no collection looks at it
     found, _ = heap.collect_now()
     assert ref() is None and found >= 2
-    assert gc.get_freeze_count() > 0  # frozen again
 
 
 def test_collector_waits_while_a_load_runs() -> None:
-    done = heap.collector.runs
-    with jobs._short_switch_interval():  # a load is running
+    with jobs._load_window():  # a load is running
+        done = heap.collector.runs
         heap.collect_soon()
         heap.collect_soon()  # merged with the first
-        assert not heap.collector.wait(done + 1, 0.3)
-        assert not jobs.wait_no_load(0)
+        assert not heap.collector.wait(done + 1, 0.5)
+        assert not jobs.wait_no_load(0) and jobs.loads_running() == 1
     assert jobs.wait_no_load(5)
     assert heap.collector.wait(done + 1, 30)
 

@@ -1,25 +1,24 @@
-"""The garbage collector around loads: keep full collections off the models' objects
-while consumers run, and collect a retired model's cycles at a moment of our choosing.
+"""The garbage collector around loads: no full collection while a load runs, and one at
+a moment of our choosing after it, which also frees what a retirement left behind.
 
 A load allocates tens of thousands of long-lived Python objects (a ResNet50: ~60,000),
-which triggers full collections; each walks the whole heap holding the GIL (TensorFlow's
-~270,000 module objects, plus every loaded model): 130-750 ms during which no consumer
-runs (bench/, figure 3). So, when the start-up heap is frozen (`loader.gc_freeze`, the
-default: see `api._freeze_startup_heap`):
+which triggers full collections; each walks the whole heap holding the GIL: 130-750 ms
+during which no consumer runs (bench/, figure 3). So:
 
-* `after_load()` freezes what each successful load left alive (`gc.freeze()`), so no
-  automatic collection walks a served model again;
-* a retired model is freed by reference counting the moment its last handle goes, but its
-  function graphs (and often its variables) sit in reference cycles, now in the frozen
-  generation where no automatic collection looks. `collect_soon()` (called when a retired
-  version's last handle is released, and after a failed load) asks the collector thread
-  to unfreeze, run one full collection and freeze again, as soon as no load runs. That
-  collection is one GIL pause as long as a full collection of the whole heap (measured
-  in bench/, figure 3: ~0.1-0.3 s), once per retirement, never during a load.
+* `gc.freeze()` once at start-up (`loader.gc_freeze`, the default; `api.py`): TensorFlow's
+  ~270,000 module objects are never walked again;
+* `hold()`, from the moment a load starts: no automatic full (generation 2) collection;
+  younger generations are collected as usual;
+* `collect_soon()`, when the last running load ends, when a retired version's last handle
+  is released (coordinator) and after a failed load: the collector thread waits 0.1 s
+  (the swap's retirement follows its load by milliseconds: one collection for both), then
+  until no load runs, runs one full collection and `release()`s the hold. A retired
+  model is freed by reference counting the moment its last handle goes, but its function
+  graphs (and often its variables) sit in reference cycles: this collection frees them.
 
-Python 3.11 puts unfrozen objects back in the oldest generation, so that collection
-cannot be split into generations. Without a frozen start-up heap nothing is frozen and
-the collector runs a plain `gc.collect()`.
+That collection walks every loaded model and the host's own long-lived objects (not the
+frozen start-up heap): one GIL pause of ~0.1 s with two ResNet50s loaded (bench/, figure
+3), once per swap, never during a load. Python 3.11 cannot split it into smaller steps.
 """
 
 from __future__ import annotations
@@ -31,42 +30,54 @@ import time
 from modelswap.load import job as jobs
 from modelswap.logger import get_logger
 
-__all__ = ["Collector", "after_load", "collect_now", "collect_soon", "collector"]
+__all__ = ["Collector", "collect_now", "collect_soon", "collector", "hold", "release"]
 
 log = get_logger("modelswap")
+SETTLE = 0.1  # seconds between a request and its collection: a load and its retirement merge
+HELD = 1 << 30  # generation 2's threshold while held: no automatic full collection
+
+_lock = threading.Lock()
+_saved_threshold: int | None = None  # generation 2's threshold before `hold()`
 
 
-def after_load() -> None:
-    """Freeze what a successful load left alive, if the start-up heap is frozen."""
-    if gc.get_freeze_count():
-        gc.freeze()
+def hold() -> None:
+    """Stop automatic full collections until `release()` (idempotent)."""
+    global _saved_threshold
+    with _lock:
+        if _saved_threshold is None:
+            gen0, gen1, gen2 = gc.get_threshold()
+            _saved_threshold = gen2
+            gc.set_threshold(gen0, gen1, HELD)
+
+
+def release() -> None:
+    """Give automatic full collections back (idempotent)."""
+    global _saved_threshold
+    with _lock:
+        if _saved_threshold is not None:
+            gen0, gen1, _ = gc.get_threshold()
+            gc.set_threshold(gen0, gen1, _saved_threshold)
+            _saved_threshold = None
 
 
 def collect_now() -> tuple[int, float]:
-    """One full collection of the whole heap, frozen part included (refrozen after):
-    (unreachable objects found, seconds)."""
+    """One full collection: (unreachable objects found, seconds)."""
     started = time.perf_counter()
-    frozen = gc.get_freeze_count() > 0
-    if frozen:
-        gc.unfreeze()
-    try:
-        found = gc.collect()
-    finally:
-        if frozen:
-            gc.freeze()
+    found = gc.collect()
     return found, time.perf_counter() - started
 
 
 class Collector:
-    """A daemon thread that runs `collect_now()` when asked, once no load is running;
-    requests made while it waits or collects are merged into one more collection."""
+    """A daemon thread that runs `collect_now()` when asked, `SETTLE` seconds later and
+    once no load is running, then releases the hold; requests made while it waits or
+    collects are merged into one more collection."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._wanted = False
         self._thread: threading.Thread | None = None
         self.runs = 0  # collections done so far
-        self.last_s = 0.0  # how long the last one took
+        self.last = (0.0, 0.0)  # time.perf_counter() at the last one's start and end
 
     def request(self) -> None:
         """Ask for a collection (returns at once)."""
@@ -87,13 +98,17 @@ class Collector:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._wanted)
+            time.sleep(SETTLE)
             jobs.wait_no_load()
             with self._cond:
                 self._wanted = False
+            started = time.perf_counter()
             found, seconds = collect_now()
+            if not jobs.loads_running():
+                release()  # (a load that started meanwhile keeps it: it asks again)
             with self._cond:
                 self.runs += 1
-                self.last_s = seconds
+                self.last = (started, started + seconds)
                 self._cond.notify_all()
             log.debug("gc_collected", unreachable=found, pause_ms=round(seconds * 1e3, 1))
 
@@ -102,5 +117,5 @@ collector = Collector()  # one per process: the garbage collector is
 
 
 def collect_soon() -> None:
-    """Collect cyclic garbage (a retired model's) on the collector thread, once no load runs."""
+    """Run a full collection on the collector thread, once no load runs (see above)."""
     collector.request()

@@ -120,11 +120,8 @@ def run_job(job: LoadJob) -> Loaded:
     A version whose files are identical to a loaded one (`job.reuse`: identity → version)
     is not loaded again: the result names that version instead.
     """
-    with _short_switch_interval():
-        loaded = _run_job(job)
-    if loaded.model is not None:
-        heap.after_load()  # see heap.py: no automatic collection walks this model again
-    return loaded
+    with _load_window():
+        return _run_job(job)
 
 
 LOAD_SWITCH_INTERVAL = 0.001  # seconds; CPython's default is 0.005
@@ -134,8 +131,10 @@ _saved_interval = 0.005
 
 
 @contextlib.contextmanager
-def _short_switch_interval() -> Iterator[None]:
-    """While any load runs, threads hand the GIL over every 1 ms instead of 5 ms.
+def _load_window() -> Iterator[None]:
+    """While any load runs, threads hand the GIL over every 1 ms instead of 5 ms, and no
+    automatic full collection runs (see heap.py); when the last one ends, a full
+    collection is asked for.
 
     `tf.saved_model.load` holds the GIL for most of its work in Python code; with the
     default interval each consumer call waits up to 5 ms per GIL hand-over (measured in
@@ -145,6 +144,7 @@ def _short_switch_interval() -> Iterator[None]:
         if _loads_running == 0:
             _saved_interval = sys.getswitchinterval()
             sys.setswitchinterval(LOAD_SWITCH_INTERVAL)
+            heap.hold()
         _loads_running += 1
     try:
         yield
@@ -153,7 +153,13 @@ def _short_switch_interval() -> Iterator[None]:
             _loads_running -= 1
             if _loads_running == 0:
                 sys.setswitchinterval(_saved_interval)
+                heap.collect_soon()
                 _loads.notify_all()
+
+
+def loads_running() -> int:
+    """How many loads run right now."""
+    return _loads_running
 
 
 def wait_no_load(timeout: float | None = None) -> bool:

@@ -10,9 +10,10 @@ during which no consumer runs (bench/, figure 3). So:
 * `hold()`, from the moment a load starts: no automatic full (generation 2) collection;
   younger generations are collected as usual;
 * `collect_soon()`, when the last running load ends, when a retired version's last handle
-  is released (coordinator) and after a failed load: the collector thread waits 0.1 s
-  (the swap's retirement follows its load by milliseconds: one collection for both), then
-  until no load runs, runs one full collection and `release()`s the hold. A retired
+  is released (coordinator) and after a failed load: the collector thread waits 0.5 s
+  (a swap's retirement follows its load once in-flight calls on the old version return:
+  one collection for both), then until no load runs, runs one full collection and
+  `release()`s the hold. A retired
   model is freed by reference counting the moment its last handle goes, but its function
   graphs (and often its variables) sit in reference cycles: this collection frees them.
 
@@ -33,7 +34,8 @@ from modelswap.logger import get_logger
 __all__ = ["Collector", "collect_now", "collect_soon", "collector", "hold", "release"]
 
 log = get_logger("modelswap")
-SETTLE = 0.1  # seconds between a request and its collection: a load and its retirement merge
+SETTLE = 0.5  # seconds between a request and its collection: a load's end and the
+# retirement that follows it (once in-flight calls on the old version return) merge
 HELD = 1 << 30  # generation 2's threshold while held: no automatic full collection
 
 _lock = threading.Lock()

@@ -78,9 +78,9 @@ def _swap_many(ctx: Context, total: int, early: int, strategy: Strategy,
                 wait_for(lambda: settled(swap, "dense"), 60, "dense settled")
                 remove_version(base, version - 1)
                 if version - 1 == early:
-                    time.sleep(0.3)  # the retirement collection, if any
+                    time.sleep(1.0)  # after the post-swap collection (0.5 s), if any
                     rss_early = rss_mb()
-            time.sleep(0.3)
+            time.sleep(1.0)
             rss_late = rss_mb()
     finally:
         undo()

@@ -112,3 +112,13 @@ def test_retired_model_and_variables_freed_after_last_release(
     wait_until(lambda: all(r() is None for r in refs), what="model and variables freed")
     with swap.acquire("m") as served:
         assert predict(served) == 3.0
+
+
+def test_back_to_back_loads_still_get_a_collection(monkeypatch: Any) -> None:
+    monkeypatch.setattr(heap, "MAX_WAIT", 0.2)
+    with jobs._load_window():  # loads that never stop running
+        done = heap.collector.runs
+        heap.collect_soon()
+        assert heap.collector.wait(done + 1, 30)
+        assert gc.get_threshold()[2] == heap.HELD  # a load runs: still held
+    assert heap.collector.wait(done + 2, 30)  # the load's end asked for another

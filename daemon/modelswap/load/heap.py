@@ -9,17 +9,18 @@ during which no consumer runs (bench/, figure 3). So:
   ~270,000 module objects are never walked again;
 * `hold()`, from the moment a load starts: no automatic full (generation 2) collection;
   younger generations are collected as usual;
-* `collect_soon()`, when the last running load ends, when a retired version's last handle
+* `collect_soon()`, when a load ends, when a retired version's last handle
   is released (coordinator) and after a failed load: the collector thread waits 0.5 s
   (a swap's retirement follows its load once in-flight calls on the old version return:
-  one collection for both), then until no load runs, runs one full collection and
-  `release()`s the hold. A retired
+  one collection for both), then until no load runs (at most 10 s: back-to-back loads
+  get one every 10 s), runs one full collection and `release()`s the hold. A retired
   model is freed by reference counting the moment its last handle goes, but its function
-  graphs (and often its variables) sit in reference cycles: this collection frees them.
+  graphs (sometimes its variables too) sit in reference cycles: this collection frees them.
 
 That collection walks every loaded model and the host's own long-lived objects (not the
-frozen start-up heap): one GIL pause of ~0.1 s with two ResNet50s loaded (bench/, figure
-3), once per swap, never during a load. Python 3.11 cannot split it into smaller steps.
+frozen start-up heap): one GIL pause, 120-250 ms with two ResNet50s loaded on a busy
+2-core machine (bench/, figure 3: consumer calls stalled 50-100 ms by it), once per swap,
+0.5 s after it, not during a load. Python 3.11 cannot split it into smaller steps.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ log = get_logger("modelswap")
 SETTLE = 0.5  # seconds between a request and its collection: a load's end and the
 # retirement that follows it (once in-flight calls on the old version return) merge
 HELD = 1 << 30  # generation 2's threshold while held: no automatic full collection
+MAX_WAIT = 10.0  # seconds a collection waits for loads to end: back-to-back loads (many
+# models, constant swaps) must not hold full collections off for ever
 
 _lock = threading.Lock()
 _saved_threshold: int | None = None  # generation 2's threshold before `hold()`
@@ -71,8 +74,8 @@ def collect_now() -> tuple[int, float]:
 
 class Collector:
     """A daemon thread that runs `collect_now()` when asked, `SETTLE` seconds later and
-    once no load is running, then releases the hold; requests made while it waits or
-    collects are merged into one more collection."""
+    once no load is running (at most `MAX_WAIT` seconds later), then releases the hold
+    unless a load runs; requests made while it waits or collects merge into one more."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -101,7 +104,7 @@ class Collector:
             with self._cond:
                 self._cond.wait_for(lambda: self._wanted)
             time.sleep(SETTLE)
-            jobs.wait_no_load()
+            jobs.wait_no_load(MAX_WAIT)
             with self._cond:
                 self._wanted = False
             started = time.perf_counter()

@@ -133,8 +133,7 @@ _saved_interval = 0.005
 @contextlib.contextmanager
 def _load_window() -> Iterator[None]:
     """While any load runs, threads hand the GIL over every 1 ms instead of 5 ms, and no
-    automatic full collection runs (see heap.py); when the last one ends, a full
-    collection is asked for.
+    automatic full collection runs; each load's end asks for one (see heap.py).
 
     `tf.saved_model.load` holds the GIL for most of its work in Python code; with the
     default interval each consumer call waits up to 5 ms per GIL hand-over (measured in
@@ -153,8 +152,8 @@ def _load_window() -> Iterator[None]:
             _loads_running -= 1
             if _loads_running == 0:
                 sys.setswitchinterval(_saved_interval)
-                heap.collect_soon()
                 _loads.notify_all()
+        heap.collect_soon()  # merged with others; runs once no load runs, or in 10 s
 
 
 def loads_running() -> int:

@@ -33,7 +33,7 @@ def probe(path: Path, threshold: float) -> tuple[list[tuple[float, float]], list
     import tensorflow as tf
 
     from modelswap.cli.demo import export_linear
-    from modelswap.gate.checks import Gate
+    from modelswap.gate.judge import Gate
 
     tiny_dir = Path(tempfile.mkdtemp(prefix="gilprobe-")) / "tiny"
     tiny = tf.saved_model.load(str(export_linear(tiny_dir, 0.5, 1.0)))

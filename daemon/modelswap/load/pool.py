@@ -8,7 +8,6 @@ from collections.abc import Callable
 from modelswap.errors import IncompleteModel, LoadError, LoadTimeout
 from modelswap.gate.identity import files_hash
 from modelswap.gate.judge import files_signature
-from modelswap.load import heap
 from modelswap.load import job as jobs
 from modelswap.load.job import Loaded, LoadJob
 from modelswap.logger import get_logger
@@ -26,7 +25,6 @@ def _run(job: LoadJob) -> Loaded | LoadError:
         error = exc.with_traceback(None)
     except Exception as exc:  # an unexpected failure is still a result
         error = LoadError(f"{type(exc).__name__}: {exc}")
-    heap.collect_soon()  # what the failed load built sits in cycles (see heap.py)
     if files_signature(job.path, None) != before:
         # the files changed under the load (a copy still running): not this version's fault
         return IncompleteModel(f"its files changed during the load ({error}); waiting for "

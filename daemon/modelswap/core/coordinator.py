@@ -213,12 +213,10 @@ class Coordinator(Loop):
         if result is None:
             return
         verdicts = result.verdicts
-        room = None
-        if loader.memory_policy != "ignore" and any(
-                v.state is State.AVAILABLE for v in m.records()):
+        room = None  # read /proc and the cgroup only when a load could start beside a version
+        if loader.memory_policy != "ignore" and m.could_load_beside():
             room = headroom(loader.memory_limit)
-        estimates = {n: m.growth if m.growth is not None
-                     else int(size * loader.memory_factor) for n, size in result.sizes.items()}
+        estimates = m.estimates(loader.memory_factor)
         decided = planner.plan(planner.Situation(
             cfg, tuple(v.as_planned() for v in m.versions.values())
             + tuple(o.as_planned(outgoing=True) for o in m.outgoing),
@@ -273,15 +271,8 @@ class Coordinator(Loop):
             self._submit_load(m, v)
 
     def _submit_load(self, m: ModelRecord, v: VersionRecord, reuse: bool = True) -> None:
-        cfg = m.config
-        twins = tuple((u.identity, u.number) for u in m.records()
-                      if u.state is State.AVAILABLE and u.identity is not None)
-        self._loads.submit(LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set,
-                                   tuple(cfg.signatures), cfg.warmup, cfg.warmup_timeout,
-                                   reuse=twins if reuse else None,
-                                   load_timeout=self.loader_config.load_timeout,
-                                   identify_failure=self._memory.enabled,
-                                   load_options=cfg.load_options))
+        self._loads.submit(m.load_job(v, self.loader_config.load_timeout, reuse=reuse,
+                                      identify_failure=self._memory.enabled))
 
     # -- load results and freed versions ---------------------------------------------------
     def _on_loaded(self, job: LoadJob, result: Loaded | LoadError) -> None:

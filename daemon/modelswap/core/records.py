@@ -28,6 +28,7 @@ from modelswap.gate.listing import parse_version
 from modelswap.gate.scan import ScanJob, ScanResult
 from modelswap.gate.verdict import MetaInfo
 from modelswap.handles import ModelView, Resident
+from modelswap.load.job import LoadJob
 from modelswap.logger import get_logger
 
 log = get_logger("modelswap")
@@ -209,6 +210,33 @@ class ModelRecord:
         self.pin = Pin(chosen.wanted, chosen.default, dict(chosen.labels))
         judged = self.scan.job.pinned if self.scan is not None else frozenset()
         return not chosen.wanted <= judged
+
+    def load_job(self, v: VersionRecord, timeout: float, *, reuse: bool,
+                 identify_failure: bool) -> LoadJob:
+        """The load of `v` with this model's settings; `reuse`: a loaded version with the
+        same content identity is published again instead of loading twice."""
+        cfg = self.config
+        twins = tuple((u.identity, u.number) for u in self.records()
+                      if u.state is State.AVAILABLE and u.identity is not None)
+        return LoadJob(cfg.name, v.number, v.path, v.token, cfg.tag_set, tuple(cfg.signatures),
+                       cfg.warmup, cfg.warmup_timeout, reuse=twins if reuse else None,
+                       load_timeout=timeout, identify_failure=identify_failure,
+                       load_options=cfg.load_options)
+
+    def could_load_beside(self) -> bool:
+        """A version is available and the last gate job passed one not loaded yet."""
+        verdicts = self.scan.verdicts if self.scan is not None else {}
+        return any(v.state is State.AVAILABLE for v in self.records()) and any(
+            verdict.ready and (n not in self.versions
+                               or self.versions[n].state in (State.WAITING, State.ERROR))
+            for n, verdict in verdicts.items())
+
+    def estimates(self, factor: float) -> dict[int, int]:
+        """Bytes a load of each ready version is expected to take: what this model's last
+        load took, or (a first load) its size on disk x `factor`."""
+        sizes = self.scan.sizes if self.scan is not None else {}
+        return {n: self.growth if self.growth is not None else int(size * factor)
+                for n, size in sizes.items()}
 
     def records(self) -> list[VersionRecord]:
         """Every version record, current and outgoing."""

@@ -1,5 +1,5 @@
 """Configuration: the schema (`schema`), YAML reading with file:line:key errors (`loading`),
-YAML positions (`positions`) and duration/size units (`units`)."""
+YAML positions (`positions`), remote base paths (`remote`) and duration/size units (`units`)."""
 
 from modelswap.config.loading import config_warnings, load_config, parse_config
 from modelswap.config.schema import (
@@ -10,6 +10,7 @@ from modelswap.config.schema import (
     LoadOptions,
     LoggingConfig,
     ModelConfig,
+    RemoteConfig,
     ServiceConfig,
     TrustConfig,
     VersionPolicy,
@@ -19,6 +20,6 @@ from modelswap.config.units import parse_duration, parse_size
 
 __all__ = [
     "Config", "HooksConfig", "HttpConfig", "LoadOptions", "LoaderConfig", "LoggingConfig",
-    "ModelConfig", "ServiceConfig", "TrustConfig", "VersionPolicy", "WatchConfig",
+    "ModelConfig", "RemoteConfig", "ServiceConfig", "TrustConfig", "VersionPolicy", "WatchConfig",
     "config_warnings", "load_config", "parse_config", "parse_duration", "parse_size",
 ]

@@ -19,6 +19,7 @@ from modelswap.config.schema import (
     LoadOptions,
     LoggingConfig,
     ModelConfig,
+    RemoteConfig,
     ServiceConfig,
     TrustConfig,
     WatchConfig,
@@ -30,7 +31,7 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     (): Config, ("models",): ModelConfig, ("watch",): WatchConfig, ("loader",): LoaderConfig,
     ("service",): ServiceConfig, ("logging",): LoggingConfig, ("http",): HttpConfig,
     ("hooks",): HooksConfig, ("trust",): TrustConfig, ("models", "trust"): TrustConfig,
-    ("models", "load_options"): LoadOptions,
+    ("models", "load_options"): LoadOptions, ("remote",): RemoteConfig,
 }
 
 
@@ -78,6 +79,8 @@ def _validate(data: object, source: str, lines: dict[KeyPath, int], base_dir: Pa
             # a mapping key is a name, never a sequence index, even when YAML made it an int
             keyed = err["type"] == "invalid_key" or raw[-1:] == ("[key]",)
             loc = tuple(p for p in raw if p != "[key]")
+            if loc[:1] == ("models",) and loc[2:3] == ("source_url",):
+                loc = (*loc[:2], "base_path", *loc[3:])  # the user wrote the URL there
             if keyed and loc:
                 loc = (*loc[:-1], str(loc[-1]))
             found.append(error(_describe(err), loc))
@@ -120,6 +123,8 @@ def config_warnings(config: Config) -> list[ConfigError]:
                                  key=render(key)))
 
     for i, model in enumerate(config.models):
+        if model.is_remote:
+            continue  # its cache folder is created at start
         if not model.base_path.exists():
             warn(f"{model.base_path} does not exist (yet): {model.name} serves nothing "
                  "until it does", "models", i, "base_path")

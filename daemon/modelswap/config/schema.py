@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import grp
-import os
-import pwd
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     StrictBool,
@@ -25,7 +20,23 @@ from pydantic import (
 )
 
 from modelswap.config.positions import line_for
-from modelswap.config.units import parse_duration, parse_size
+from modelswap.config.remote import (
+    RemoteConfig,
+    cache_dir_of,
+    default_cache_dir,
+    split_remote,
+    validate_url,
+)
+from modelswap.config.trust import TrustConfig as TrustConfig  # re-exported
+from modelswap.config.trust import sorted_unique, trust_input
+from modelswap.config.types import (
+    FROZEN,
+    Duration,
+    PositiveDuration,
+    PositiveInt,
+    ResolvedPath,
+    Size,
+)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _T = TypeVar("_T", str, int)
@@ -35,16 +46,6 @@ def _name(value: str) -> str:
     if not _NAME_RE.fullmatch(value) or value in (".", ".."):
         raise ValueError(f"invalid name {value!r}: use letters, digits, '_', '.' and '-'")
     return value
-
-
-def _resolved_path(value: object, info: ValidationInfo) -> Path:
-    if isinstance(value, Path):
-        value = str(value)
-    if not isinstance(value, str) or not value or "\0" in value:
-        raise ValueError(f"expected a non-empty path string, got {value!r}")
-    ctx = info.context if isinstance(info.context, Mapping) else {}
-    base = Path(ctx.get("base_dir") or Path.cwd())
-    return Path(os.path.abspath(base / os.path.expanduser(value)))
 
 
 def _marker(value: str) -> str:
@@ -94,40 +95,6 @@ def _non_empty(what: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _sorted_unique(value: tuple[_T, ...]) -> tuple[_T, ...]:
-    return tuple(sorted(set(value)))
-
-
-def _account_id(value: object, kind: Literal["user", "group"]) -> int:
-    """A uid or gid from an id (int or digits) or a name looked up now (pwd/grp)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
-        raise ValueError(f"expected a {kind} name or id, got {value!r}")
-    if isinstance(value, int) or value.isdigit():
-        number = int(value)
-        if not 0 <= number < 2**32 - 1:
-            raise ValueError(f"{kind} id out of range: {number}")
-        return number
-    try:
-        return pwd.getpwnam(value).pw_uid if kind == "user" else grp.getgrnam(value).gr_gid
-    except KeyError:
-        raise ValueError(f"unknown {kind} {value!r} (not in the {kind} database)") from None
-
-
-def _owner(value: object) -> str:
-    """`name`/uid → "user:<uid>"; `group:name`/`group:gid` → "group:<gid>"."""
-    if isinstance(value, str) and value.startswith(("user:", "group:")):
-        kind, _, rest = value.partition(":")
-        number = _account_id(rest, "group" if kind == "group" else "user")
-        return f"{kind}:{number}"
-    return f"user:{_account_id(value, 'user')}"
-
-
-def _group(value: object) -> int:
-    if isinstance(value, str) and value.startswith("group:"):
-        value = value[len("group:"):]
-    return _account_id(value, "group")
-
-
 _DEVICE_RE = re.compile(r"(/[a-z_]+:[A-Za-z0-9_.*-]+)+")
 
 
@@ -139,53 +106,8 @@ def _device(value: str) -> str:
 
 Name = Annotated[StrictStr, AfterValidator(_name)]
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
-PositiveInt = Annotated[StrictInt, Field(ge=1)]
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-ResolvedPath = Annotated[Path, BeforeValidator(_resolved_path)]
 HookPath = Annotated[str, BeforeValidator(_hook_path)]
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrustConfig(BaseModel):
-    """Who may own and write a model's folders, besides root and the daemon's user.
-
-    `owners`: user names or uids, and `group:<name or gid>` for "owned by that group";
-    `group_writable_by`: groups whose members may write (group-writable folders and files
-    of those groups pass). Names are resolved when the config is read.
-    """
-
-    model_config = _FROZEN
-    owners: Annotated[tuple[Annotated[str, BeforeValidator(_owner)], ...],
-                      AfterValidator(_sorted_unique)] = ()
-    group_writable_by: Annotated[tuple[Annotated[int, BeforeValidator(_group)], ...],
-                                 AfterValidator(_sorted_unique)] = ()
-
-    def _ids(self, kind: str) -> frozenset[int]:
-        return frozenset(int(o.partition(":")[2]) for o in self.owners
-                         if o.startswith(kind + ":"))
-
-    @property
-    def uids(self) -> frozenset[int]:
-        """Users allowed to own the folders (root and the daemon's user always are)."""
-        return self._ids("user")
-
-    @property
-    def gids(self) -> frozenset[int]:
-        """Groups whose files pass the owner check."""
-        return self._ids("group")
-
-
-def _trust_input(value: object) -> object:
-    if value is True:
-        return {}
-    if value is False or value is None:
-        return None
-    if isinstance(value, (dict, TrustConfig)):
-        return value
-    raise ValueError(f"expected true, false or a mapping with owners and group_writable_by, "
-                     f"got {value!r}")
+_FROZEN = FROZEN
 
 
 class LoadOptions(BaseModel):
@@ -211,7 +133,7 @@ class VersionPolicy(BaseModel):
     model_config = _FROZEN
     kind: Literal["latest", "all", "specific"]
     latest: PositiveInt = 1
-    specific: Annotated[tuple[PositiveInt, ...], AfterValidator(_sorted_unique)] = ()
+    specific: Annotated[tuple[PositiveInt, ...], AfterValidator(sorted_unique)] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> VersionPolicy:
@@ -235,29 +157,44 @@ def _policy_input(value: object) -> object:
 
 
 class ModelConfig(BaseModel):
-    """One served model: a name and the folder holding its numbered versions."""
+    """One served model: a name and the folder holding its numbered versions.
+
+    A `base_path` given as a URL (`s3://bucket/prefix`) is kept as `source_url`, and
+    `base_path` becomes the local mirror the pipeline watches: `<remote.cache_dir>/<name>`.
+    """
 
     model_config = _FROZEN
     name: Name
     base_path: ResolvedPath
-    tags: Annotated[tuple[NonEmptyStr, ...], _non_empty("tag"), AfterValidator(_sorted_unique)] \
+    source_url: Annotated[StrictStr, AfterValidator(validate_url)] | None = None
+    tags: Annotated[tuple[NonEmptyStr, ...], _non_empty("tag"), AfterValidator(sorted_unique)] \
         = ("serve",)
     version_policy: Annotated[VersionPolicy, BeforeValidator(_policy_input)] = VersionPolicy(
         kind="latest")
     labels: dict[Name, PositiveInt] = Field(default_factory=dict)
     signatures: tuple[NonEmptyStr, ...] = ()
     marker: Annotated[StrictStr, AfterValidator(_marker)] | None = None
-    trust: Annotated[TrustConfig | None, BeforeValidator(_trust_input)] = TrustConfig()
+    trust: Annotated[TrustConfig | None, BeforeValidator(trust_input)] = TrustConfig()
     load_options: LoadOptions = LoadOptions()
     warmup: Annotated[str, BeforeValidator(_warmup)] = "auto"
     warmup_timeout: PositiveDuration = 60.0
     contract: Annotated[Literal["inputs", "signatures", "off"], BeforeValidator(_off)] = "inputs"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_base_path(cls, data: object) -> object:
+        # a URL base path outside a Config (Config rewrites it first, with remote.cache_dir)
+        return split_remote(data, default_cache_dir(), only_urls=True)
 
     @property
     def tag_set(self) -> frozenset[str]:
         """The MetaGraph tag set a version must have."""
         return frozenset(self.tags)
 
+    @property
+    def is_remote(self) -> bool:
+        """True if the versions come from an object store (`source_url`)."""
+        return self.source_url is not None
 
 
 class WatchConfig(BaseModel):
@@ -372,6 +309,7 @@ class Config(BaseModel):
     consumers: tuple[HookPath, ...] = ()
     python_path: tuple[ResolvedPath, ...] = ()
     trust: TrustConfig = TrustConfig()
+    remote: RemoteConfig = Field(default_factory=RemoteConfig)
     _source: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 
@@ -390,6 +328,16 @@ class Config(BaseModel):
         models = [{**m, "trust": default} if isinstance(m, dict) and m.get("trust", True) is True
                   else m for m in data["models"]]
         return {**data, "models": models}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_base_paths(cls, data: object, info: ValidationInfo) -> object:
+        """Models with a URL base path get `base_path: <remote.cache_dir>/<name>`."""
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            return data
+        ctx = info.context if isinstance(info.context, Mapping) else {}
+        cache_dir = cache_dir_of(data.get("remote"), ctx.get("base_dir"))
+        return {**data, "models": [split_remote(m, cache_dir) for m in data["models"]]}
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

@@ -18,12 +18,12 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
-import structlog
+from modelswap.logger import get_logger
 
 from .cache import Cache
 from .client import Client, Counters
 from .config import RemoteConfig
-from .download import MIN_FREE, DownloadError, Plan, download
+from .download import DownloadError, Plan, download
 from .errors import RemoteError, redact
 from .judge import judge
 from .listing import list_version, list_versions
@@ -33,7 +33,7 @@ from .store import Remote, open_remote
 
 __all__ = ["Mirror"]
 
-log = structlog.get_logger("modelswap.remote")
+log = get_logger("modelswap.remote")
 
 
 _MAX_RECHECK_POLLS = 32  # an unchanged incomplete version is re-listed at least this often
@@ -60,7 +60,7 @@ class Mirror:
                  remote: Remote | None = None, pool: Executor | None = None,
                  shard_needs: ShardNeeds = default_shard_needs,
                  retry_initial: float = 1.0, retry_max: float = 300.0,
-                 min_free: int = MIN_FREE) -> None:
+                 min_free: int | None = None) -> None:
         self.model, self.config = model, config or RemoteConfig()
         self.tags = tuple(sorted(tags))
         self.cache = Cache(self.config.cache_dir, model)
@@ -68,7 +68,7 @@ class Mirror:
         self._url, self._wanted, self._keep, self._on_change = url, wanted, keep, on_change
         self._shard_needs = shard_needs
         self._retry = (retry_initial, retry_max)
-        self._min_free = min_free
+        self._min_free = self.config.min_free if min_free is None else min_free
         self._client: Client | None = None
         self._shown = redact(url)
         self._own_pool = pool is None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import structlog
+from modelswap.logger import get_logger
 
 from . import savedmodel
 from .client import Client, Counters
@@ -26,7 +26,7 @@ from .store import Remote, open_remote
 
 __all__ = ["cli_publish", "publish"]
 
-log = structlog.get_logger("modelswap.remote")
+log = get_logger("modelswap.remote")
 _MAX_CLAIMS = 20
 
 

@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
-import structlog
+from modelswap.logger import get_logger
 
 from .client import Counters
 from .errors import classify, redact
 
 __all__ = ["QueueHints", "changed_objects"]
 
-log = structlog.get_logger("modelswap.remote")
+log = get_logger("modelswap.remote")
 _REGION = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
 
 

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from obstore.store import MemoryStore, from_url
 
+from modelswap.config.remote import CLOUD_SCHEMES, REMOTE_SCHEMES
+
 from .errors import RemoteError, classify, redact
 
 if TYPE_CHECKING:
@@ -25,9 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REMOTE_SCHEMES", "Remote", "is_remote", "open_remote"]
 
-_CLOUD = {"s3": "s3", "s3a": "s3", "gs": "gcs", "az": "azure", "azure": "azure",
-          "abfs": "azure", "abfss": "azure", "adl": "azure"}
-REMOTE_SCHEMES = frozenset({*_CLOUD, "file", "memory"})
+_CLOUD = CLOUD_SCHEMES
 _ENDPOINT_VARS = {
     "s3": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"),
     "gcs": ("GOOGLE_CLOUD_STORAGE_URL", "GOOGLE_BASE_URL", "STORAGE_EMULATOR_HOST"),

@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from modelswap.config import Config, load_config
 from modelswap.core.coordinator import Coordinator
 from modelswap.core.loop import HEARTBEAT_INTERVAL
+from modelswap.core.policy import aspired_versions
 from modelswap.errors import ConfigError, ModelNotFound, VersionNotAvailable
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.fleet.rollout import member_id
@@ -30,6 +32,10 @@ from modelswap.usercode import (
     load_user_code,
 )
 from modelswap.watch.local import Source
+
+if TYPE_CHECKING:
+    from modelswap.watch.remote.mirrors import Mirrors, Plan
+    from modelswap.watch.remote.state import MirrorStatus
 
 HEALTHY_WITHIN = 5 * HEARTBEAT_INTERVAL  # seconds since the coordinator's last loop
 
@@ -82,11 +88,17 @@ class ModelSwap:
                               poll_interval=config.watch.poll_interval,
                               rescan_interval=config.watch.rescan_interval)
         self._started = False
+        self._mirrors: Mirrors | None = None  # remote base paths, mirrored into the cache
+        plan = self._remote_plan(config)
+        if plan is not None:
+            assert self._mirrors is not None
+            self._mirrors.apply(plan)
         # Prometheus metrics on this instance's own registry (`metrics.registry`)
         self.metrics = Metrics(self._coordinator, hook_errors=lambda: HOOK_ERRORS.value,
                                consumer_errors=lambda: CONSUMER_ERRORS.value,
                                consumers_abandoned=lambda: CONSUMERS_ABANDONED.value,
-                               models=[m.name for m in config.models])
+                               models=[m.name for m in config.models],
+                               remote=self.remote_status)
         # metrics get their own thread: a slow user hook must not hold up the counters
         self._internal = Dispatcher()
         self._internal.subscribe(self.metrics.observe)
@@ -107,6 +119,8 @@ class ModelSwap:
             if self.config.loader.gc_freeze:
                 _freeze_startup_heap()
             self._coordinator.start()
+            if self._mirrors is not None:
+                self._mirrors.start()  # creates the cache folders the source watches
             self._source.start()
             self._consumers.start(self._router.code.consumers)
         return self
@@ -125,6 +139,8 @@ class ModelSwap:
             self._http = None
         late = self._consumers.stop(self.config.service.stop_timeout if timeout is None
                                     else timeout)
+        if self._mirrors is not None:
+            self._mirrors.stop()
         self._source.stop()
         self._coordinator.stop(timeout=30)
         self._dispatcher.stop()
@@ -140,6 +156,7 @@ class ModelSwap:
         and coordinator all stay on the old config.
         """
         code = load_user_code(config)
+        plan = self._remote_plan(config)  # mirrors prepared (not started) before any change
         server = self._http
         if self._started and config.http != self.config.http:
             server = self._bind_http(config)  # bound before anything changes
@@ -148,7 +165,12 @@ class ModelSwap:
         except BaseException:
             if server is not self._http and server is not None:
                 server.stop()
+            if plan is not None and plan.pool is not None:
+                plan.pool.shutdown(wait=False)
             raise
+        if plan is not None:
+            assert self._mirrors is not None
+            self._mirrors.apply(plan)
         if server is not self._http:
             if self._http is not None:
                 self._http.stop()
@@ -160,6 +182,48 @@ class ModelSwap:
         self.config = config
         if self._started:
             self._consumers.start(code.consumers, self.config.service.stop_timeout)
+
+    # remote base paths ------------------------------------------------------------------
+    def _remote_plan(self, config: Config) -> Plan | None:
+        """The mirrors `config` needs, prepared (raises `ConfigError`); None when no model
+        is remote and none was."""
+        if self._mirrors is None:
+            if not any(m.is_remote for m in config.models):
+                return None
+            try:
+                from modelswap.watch.remote.mirrors import Mirrors
+            except ImportError as exc:
+                raise ConfigError(f"remote base paths need modelswap's [remote] extra "
+                                  f"(pip install 'modelswap[remote]'): {exc}",
+                                  file=config.source) from None
+            self._mirrors = Mirrors(wanted=self._remote_wanted, keep=self._remote_keep,
+                                    changed=self._remote_changed)
+        return self._mirrors.prepare(config)
+
+    def _remote_wanted(self, name: str, complete: list[int]) -> frozenset[int]:
+        """The complete remote versions the model's policy and labels want."""
+        model = next((m for m in self.config.models if m.name == name), None)
+        if model is None:
+            return frozenset()
+        return aspired_versions(complete, model.version_policy, model.labels)
+
+    def _remote_keep(self, name: str) -> frozenset[int] | None:
+        """Versions published, loading or retiring: their folders are never pruned. None
+        (prune nothing) while the model serves nothing yet."""
+        view = self._coordinator.snapshot.get(name)
+        if view is None or view.newest is None:
+            return None
+        busy = {s.version for s in self._coordinator.status_snapshot.get(name, ())
+                if s.state in (State.LOADING, State.AVAILABLE, State.UNLOADING)}
+        return frozenset(view.versions) | busy
+
+    def _remote_changed(self, name: str, path: Path, renamed_in: bool) -> None:
+        self._coordinator.hint(name, path, moved_to=renamed_in)
+
+    def remote_status(self) -> Mapping[str, MirrorStatus]:
+        """Each remote model's mirror: store reachable or not, last error (redacted),
+        versions listed and downloading, requests made."""
+        return self._mirrors.status() if self._mirrors is not None else {}
 
     def _apply_to_coordinator(self, config: Config, timeout: float) -> None:
         """Hand `config` to the coordinator; on timeout, make sure it is never applied."""
@@ -296,7 +360,15 @@ class ModelSwap:
     def status(self) -> Mapping[str, tuple[VersionStatus, ...]]:
         """Every model's versions with state, error, path and labels, newest first."""
         current = self._coordinator.status_snapshot
-        return {name: current.get(name, ()) for name in sorted(self._coordinator.model_names)}
+        found = {name: current.get(name, ()) for name in sorted(self._coordinator.model_names)}
+        if self._mirrors is not None:  # versions still in the store or downloading
+            from modelswap.watch.remote.report import with_remote
+
+            local = {m.name: m.base_path for m in self.config.models}
+            for name, mirror in self._mirrors.status().items():
+                if name in found and name in local:
+                    found[name] = with_remote(found[name], mirror, local[name])
+        return found
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:
         """Call `callback(ModelEvent)` on every state change, on the hook thread, once the

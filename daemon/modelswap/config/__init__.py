@@ -2,6 +2,7 @@
 YAML positions (`positions`), remote base paths (`remote`) and duration/size units (`units`)."""
 
 from modelswap.config.loading import config_warnings, load_config, parse_config
+from modelswap.config.remote import RemoteConfig
 from modelswap.config.schema import (
     Config,
     HooksConfig,
@@ -10,7 +11,6 @@ from modelswap.config.schema import (
     LoadOptions,
     LoggingConfig,
     ModelConfig,
-    RemoteConfig,
     ServiceConfig,
     TrustConfig,
     VersionPolicy,

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from modelswap.config.positions import KeyPath, line_for, load_yaml, render
+from modelswap.config.remote import RemoteConfig
 from modelswap.config.schema import (
     Config,
     HooksConfig,
@@ -19,7 +20,6 @@ from modelswap.config.schema import (
     LoadOptions,
     LoggingConfig,
     ModelConfig,
-    RemoteConfig,
     ServiceConfig,
     TrustConfig,
     WatchConfig,

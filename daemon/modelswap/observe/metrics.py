@@ -8,8 +8,8 @@ and failures are observed from the `ModelEvent`s subscribers receive.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -114,6 +114,51 @@ class _StateCollector(Collector):
         )
 
 
+class _RemoteCollector(Collector):
+    """Remote stores, per model, read from the mirrors' counters at scrape time."""
+
+    KINDS = ("list", "get", "head")
+
+    def __init__(self, remote: Callable[[], Mapping[str, Any]]) -> None:
+        self._remote = remote
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        requests, downloaded, failures, reachable, downloads = self._families()
+        for name, mirror in sorted(self._remote().items()):
+            counters = mirror.counters
+            for kind in self.KINDS:
+                requests.add_metric([name, kind], float(counters.get(kind, 0)))
+            downloaded.add_metric([name], float(counters.get("bytes_downloaded", 0)))
+            failures.add_metric([name], float(counters.get("list_failures", 0)))
+            reachable.add_metric([name], 0.0 if mirror.reachable is False else 1.0)
+            downloads.add_metric([name], float(counters.get("downloads", 0)))
+        yield from (requests, downloaded, failures, reachable, downloads)
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily,
+                             GaugeMetricFamily, CounterMetricFamily]:
+        return (
+            CounterMetricFamily("modelswap_remote_requests",
+                                "Requests to a model's remote store, by kind (list, get, head)",
+                                labels=["model", "kind"]),
+            CounterMetricFamily("modelswap_remote_downloaded_bytes",
+                                "Bytes downloaded from a model's remote store",
+                                labels=["model"]),
+            CounterMetricFamily("modelswap_remote_unreachable",
+                                "Listings of a model's remote store that failed (store "
+                                "unreachable, slow or refusing; the cached versions serve)",
+                                labels=["model"]),
+            GaugeMetricFamily("modelswap_remote_reachable",
+                              "1 if the last listing of the model's remote store worked",
+                              labels=["model"]),
+            CounterMetricFamily("modelswap_remote_downloads",
+                                "Versions downloaded into the cache", labels=["model"]),
+        )
+
+
 class Metrics:
     """The metrics of one ModelSwap on a private `CollectorRegistry`, so several instances
     (and tests) never collide. Subscribe `observe` to the ModelSwap's events."""
@@ -121,7 +166,8 @@ class Metrics:
     def __init__(self, coordinator: Coordinator, *, hook_errors: Callable[[], int],
                  consumer_errors: Callable[[], int] = lambda: 0,
                  consumers_abandoned: Callable[[], int] = lambda: 0,
-                 models: Iterable[str] = ()) -> None:
+                 models: Iterable[str] = (),
+                 remote: Callable[[], Mapping[str, Any]] = dict) -> None:
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -142,6 +188,7 @@ class Metrics:
             registry=registry)
         registry.register(_StateCollector(coordinator, hook_errors, consumer_errors,
                                           consumers_abandoned))
+        registry.register(_RemoteCollector(remote))
         for name in models:
             self._swaps.labels(name)
 

@@ -43,6 +43,10 @@ class Service(Protocol):
 
     def healthy(self) -> bool: ...
 
+    def status(self) -> Mapping[str, tuple[VersionStatus, ...]]: ...
+
+    def remote_status(self) -> Mapping[str, Any]: ...
+
 # Our states in TF Serving's ModelVersionStatus.State (get_model_status.proto). TF Serving
 # reports a version that failed to load as END with an error status, and one it tracks but
 # has not started loading as START.
@@ -59,6 +63,7 @@ ERROR_CODES: Mapping[str, str] = {
     "TagMismatch": "NOT_FOUND",  # what TF Serving itself answers for a tag mismatch
     "SignatureMismatch": "FAILED_PRECONDITION",
     "IncompleteModel": "FAILED_PRECONDITION",
+    "RemoteError": "FAILED_PRECONDITION",  # the store's copy is bad (manifest, tags, pb)
     "Untrusted": "PERMISSION_DENIED",
     "InsufficientMemory": "RESOURCE_EXHAUSTED",
     "TransientLoadError": "UNAVAILABLE",
@@ -176,7 +181,8 @@ class StatusServer:
         """GET /v1/models: every model with modelswap's own fields."""
         config = self._swap.config
         c = self._coordinator
-        status, snapshot = c.status_snapshot, c.snapshot
+        status, snapshot = self._swap.status(), c.snapshot  # with remote versions downloading
+        remote = self._swap.remote_status()
         handles: dict[tuple[str, int], int] = {}
         for s in c.served_versions:
             handles[s.name, s.version] = handles.get((s.name, s.version), 0) + s.refs
@@ -194,6 +200,10 @@ class StatusServer:
             out.append({"name": m.name, "base_path": str(m.base_path),
                         "served_version": newest.version if newest is not None else None,
                         "labels": dict(sorted(m.labels.items())), "versions": versions})
+            if m.name in remote:
+                from modelswap.watch.remote.report import remote_json
+
+                out[-1]["remote"] = remote_json(remote[m.name])
         return {"models": out, "ready": self._swap.ready()}
 
     def model(self, name: str, version: int | None = None,

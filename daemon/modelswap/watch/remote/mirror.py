@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from modelswap.logger import get_logger
@@ -60,11 +60,11 @@ class Mirror:
                  remote: Remote | None = None, pool: Executor | None = None,
                  shard_needs: ShardNeeds = default_shard_needs,
                  retry_initial: float = 1.0, retry_max: float = 300.0,
-                 min_free: int | None = None) -> None:
+                 min_free: int | None = None, counters: Counters | None = None) -> None:
         self.model, self.config = model, config or RemoteConfig()
         self.tags = tuple(sorted(tags))
         self.cache = Cache(self.config.cache_dir, model)
-        self.counters = Counters()
+        self.counters = counters or Counters()
         self._url, self._wanted, self._keep, self._on_change = url, wanted, keep, on_change
         self._shard_needs = shard_needs
         self._retry = (retry_initial, retry_max)
@@ -79,6 +79,7 @@ class Mirror:
         self._records: dict[int, Record] = {}
         self._mirrored: set[int] = set()
         self._downloading: set[int] = set()
+        self._jobs: set[Future[None]] = set()  # this mirror's downloads on the (shared) pool
         self._poke = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,6 +104,11 @@ class Mirror:
                 return None
             self._client, self._shown = Client(remote, self.counters), remote.url
         return self._client
+
+    @property
+    def source_url(self) -> str:
+        """The base path URL as configured (may carry what `redact` hides: never log it)."""
+        return self._url
 
     @property
     def local_dir(self) -> Path:
@@ -133,6 +139,9 @@ class Mirror:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._lock:
+            jobs = set(self._jobs)
+        wait(jobs, timeout)  # downloads see the stop flag at their next chunk and discard
         if self._own_pool and isinstance(self._pool, ThreadPoolExecutor):
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -273,7 +282,10 @@ class Mirror:
                 starts.append(rec.plan)
             doomed = sorted(self._mirrored - wanted - keep)
         for plan in starts:
-            self._pool.submit(self._download, plan)
+            job = self._pool.submit(self._download, plan)
+            with self._lock:
+                self._jobs.add(job)
+            job.add_done_callback(self._job_done)
         for n in doomed:
             self._prune(n)
 
@@ -293,6 +305,10 @@ class Mirror:
         self.counters.add("pruned")
         log.info("remote_pruned", model=self.model, version=n)
         self._notify(n, "pruned")
+
+    def _job_done(self, job: Future[None]) -> None:
+        with self._lock:
+            self._jobs.discard(job)
 
     # downloads (pool threads) ---------------------------------------------------------
     def _progress(self, n: int, size: int) -> None:

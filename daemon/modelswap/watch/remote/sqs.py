@@ -59,11 +59,19 @@ class QueueHints:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, url: str, poke: Callable[[], None]) -> None:
-        """Poke `poke` for changes under the `s3://bucket/prefix` base path `url`."""
+    @staticmethod
+    def _route(url: str, poke: Callable[[], None]) -> tuple[str, str, Callable[[], None]]:
         parts = urlsplit(url)
         prefix = parts.path.strip("/")
-        self._routes.append((parts.netloc, f"{prefix}/" if prefix else "", poke))
+        return parts.netloc, f"{prefix}/" if prefix else "", poke
+
+    def add(self, url: str, poke: Callable[[], None]) -> None:
+        """Poke `poke` for changes under the `s3://bucket/prefix` base path `url`."""
+        self._routes = [*self._routes, self._route(url, poke)]
+
+    def set_routes(self, routes: list[tuple[str, Callable[[], None]]]) -> None:
+        """Replace every route at once (a config reload): [(base path URL, poke)]."""
+        self._routes = [self._route(url, poke) for url, poke in routes]
 
     def handle(self, body: str) -> int:
         """Poke the mirrors one message concerns (each once); return how many."""
@@ -131,5 +139,5 @@ class QueueHints:
     def stop(self, timeout: float | None = None) -> None:
         """Stop after the long poll in flight (at most `wait_seconds`)."""
         self._stopping.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout if timeout is not None else self._wait + 10)

@@ -97,9 +97,19 @@ def _is_version_folder(path: Path) -> bool:
             or any((path / name).exists() for name in (PB, PBTXT, "variables", "assets")))
 
 
+def _shown(url: str | None) -> str | None:
+    if url is None:
+        return None
+    from modelswap.config.remote import validate_url
+
+    validate_url(url)  # a URL that passed the config holds no password or query
+    return url
+
+
 def model_settings(model: ModelConfig) -> dict[str, Any]:
     """What the config says about loading one model (shown by `inspect --config`)."""
     return {"name": model.name, "base_path": str(model.base_path),
+            "source_url": _shown(model.source_url),
             "tags": list(model.tags), "marker": model.marker,
             "trust": None if model.trust is None else model.trust.model_dump(mode="json"),
             "load_options": model.load_options.model_dump(mode="json")}
@@ -112,6 +122,20 @@ def inspect_config(config: Config, path: Path | None = None,
     for model in config.models:
         if path is not None and not path.absolute().is_relative_to(model.base_path):
             continue
+        if model.source_url is not None and path is None:  # the store, then the cache
+            from modelswap.watch.remote import RemoteError, redact
+            from modelswap.watch.remote.inspection import inspect_url
+
+            wanted = [t for t in (tags or "").split(",") if t] or list(model.tags)
+            try:
+                remote = inspect_url(model.source_url, wanted)
+            except RemoteError as exc:
+                error = f"{exc.kind}: {exc}"
+                remote = {"path": redact(model.source_url), "versions": [], "error": error,
+                          "warnings": [f"the store cannot be listed: {error}"]}
+            reports.append(remote | {"model": model_settings(model)})
+            if not model.base_path.is_dir():
+                continue
         report = inspect_path(path if path is not None else model.base_path, tags, model)
         reports.append(report | {"model": model_settings(model)})
     return reports
@@ -125,6 +149,9 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  model {settings['name']}: tags {settings['tags']}, "
                      f"marker {settings['marker']}, trust {settings['trust']}")
         lines.append(f"  load_options: {settings['load_options']}")
+        if settings.get("source_url"):
+            lines.append(f"  remote {settings['source_url']}, mirrored into "
+                         f"{settings['base_path']}")
     lines += [f"  warning: {w}" for w in report.get("warnings", ())]
     if not report["versions"]:
         lines.append("  no version folders")
@@ -133,6 +160,8 @@ def render(report: dict[str, Any]) -> str:
         verdict = ("complete" if v["complete"]
                    else f"not complete: {v.get('check')}: {v['reason']} ({v['error_type']})")
         lines.append(f"  {head}: {verdict} [tags {v['checked_tags']}]")
+        if "proof" in v:
+            lines.append(f"    {v['proof']} proof: {v['files']} files, {v['bytes']} bytes")
         if v.get("error"):
             lines.append(f"    error: {v['error']}")
         for mg in v["meta_graphs"]:

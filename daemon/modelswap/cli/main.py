@@ -1,4 +1,4 @@
-"""Command line: `modelswap run | check | inspect | status | demo`."""
+"""Command line: `modelswap run | check | inspect | status | publish | demo`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     load_user_code(config)
     for warning in config_warnings(config):
         print(f"modelswap: warning: {warning}", file=sys.stderr)
+    if any(m.is_remote for m in config.models):
+        from modelswap.cli.remote import check_remote
+
+        check_remote(config)  # ConfigError for a store that cannot be built
     print("ok")
     return 0
 
@@ -44,11 +48,22 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.path is None and args.config is None:
         print("modelswap: inspect needs a PATH, --config FILE, or both", file=sys.stderr)
         return 2
+    from modelswap.config.remote import is_url
+
+    if is_url(args.path):
+        from modelswap.cli.remote import inspect_remote
+
+        return inspect_remote(args.path, args.tags, args.json)
     config = load_config(args.config) if args.config is not None else None
     quiet_tensorflow()
     path = Path(args.path).expanduser() if args.path is not None else None
     if config is not None:
-        reports = inspect_config(config, path, tags=args.tags)
+        try:
+            reports = inspect_config(config, path, tags=args.tags)
+        except ImportError as exc:
+            from modelswap.cli.remote import _extra_missing
+
+            raise _extra_missing(exc, config.source) from None
         if not reports:
             print(f"modelswap: no model in {args.config} has {path} under its base_path",
                   file=sys.stderr)
@@ -60,6 +75,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(reports[0] if config is None else reports, indent=2))
     else:
         print("\n".join(render(report) for report in reports))
+    if any(r.get("error") for r in reports):
+        return 2  # a remote store that could not be listed
     return 0 if all(v["complete"] for r in reports for v in r["versions"]) else 1
 
 
@@ -78,6 +95,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(json.dumps(report, indent=2) if args.json else render_status(report))
     models = report["models"]
     return 0 if all(m.get("served_version") is not None for m in models) else 1
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from modelswap.cli.remote import publish_command
+
+    return publish_command(args.local_version_dir, args.url, args.version)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -104,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     insp = sub.add_parser("inspect", help="show a SavedModel's tags, signatures, completeness "
                           "and trust, as the daemon's gate would judge it")
     insp.add_argument("path", nargs="?", default=None,
-                      help="a version folder or a base path of version folders")
+                      help="a version folder, a base path of version folders, or a remote "
+                      "base path URL (s3://, gs://, az://, file://)")
     insp.add_argument("--config", "-c", default=None,
                       help="judge with this config's tags, marker and trust (every model, or "
                       "the one holding PATH), and show its load_options")
@@ -119,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     status.add_argument("--json", action="store_true", help="print the JSON of /v1/models")
     status.set_defaults(func=_cmd_status)
+    pub = sub.add_parser("publish", help="upload a version folder to a remote base path, "
+                         "its manifest last (the manifest commits the version)")
+    pub.add_argument("local_version_dir", help="a SavedModel folder")
+    pub.add_argument("url", help="the remote base path, e.g. s3://bucket/models/ranker")
+    pub.add_argument("--version", type=int, default=None,
+                     help="the version number (default: the next after the highest there)")
+    pub.set_defaults(func=_cmd_publish)
     demo = sub.add_parser("demo", help="export a tiny model, serve it, swap in v2 under load")
     demo.set_defaults(func=_cmd_demo)
     from modelswap.fleet.cli import add_fleet_parsers

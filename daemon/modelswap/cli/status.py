@@ -72,8 +72,26 @@ def render_status(report: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(row[i].ljust(widths[i]) for i in range(4)) + "  " + row[4]
              for row in rows]
+    for model in report["models"]:
+        remote = model.get("remote")
+        if remote:
+            lines.append(_remote_line(str(model.get("name")), remote))
     total = len(report["models"])
     ready = report.get("ready")
     lines.append(f"{serving}/{total} models serving"
                  + ("" if ready is None else f"; ready: {'yes' if ready else 'no'}"))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _remote_line(name: str, remote: dict[str, Any]) -> str:
+    """One line per remote model: its store, reachable or not, downloads, requests."""
+    state = {True: "reachable", False: "UNREACHABLE", None: "not listed yet"}[
+        remote.get("reachable")]
+    parts = [f"{name}: {remote.get('url')} {state}"]
+    if remote.get("error"):
+        parts.append(f"({remote.get('error_kind')}: {remote['error']})")
+    for d in remote.get("downloading") or ():
+        parts.append(f"downloading v{d['version']} {d['bytes_done']}/{d['bytes_total']} B")
+    requests = remote.get("requests") or {}
+    parts.append("requests " + ", ".join(f"{k} {v}" for k, v in sorted(requests.items())))
+    return "  ".join(parts)

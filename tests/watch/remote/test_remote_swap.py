@@ -109,6 +109,13 @@ def test_publish_serves_swaps_prunes_and_reloads_without_downloading_again(
     swap.reload(parse_config(config_text(tmp_path, url)))
     swap.wait_until_available("m", version=2, timeout=TIMEOUT)
     assert swap.remote_status()["m"].counters["downloads"] == before["downloads"]
+    # another store with the same numbers: the cache is not taken for its copy
+    other = f"s3://{bucket}/staging/m"
+    publish(models.get("c"), other)
+    swap.reload(parse_config(config_text(tmp_path, other)))
+    wait_for(lambda: answer(swap) == (1, Models.answer("c")), what="the other store's v1")
+    wait_for(lambda: sorted(p.name for p in (tmp_path / "cache" / "m").iterdir()
+                            if not p.name.startswith(".")) == ["1"], what="v2 pruned")
 
 
 def _put(s3: Any, bucket: str, key: str, body: bytes) -> None:

@@ -7,6 +7,7 @@ midway) is deleted by `prepare()`, so nothing partial is ever at a version's pat
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -18,6 +19,7 @@ from .manifest import MANIFEST_NAME
 __all__ = ["Cache", "fsync_dir", "fsync_tree"]
 
 _INCOMING, _DELETING = ".incoming-", ".deleting-"
+_SOURCE = ".modelswap-source-"  # + model, beside its folder: the URL its versions came from
 
 
 def fsync_dir(path: Path) -> None:
@@ -51,6 +53,21 @@ class Cache:
                 _remove(entry)
                 removed.append(entry.name)
         return removed
+
+    def claim(self, url: str) -> bool:
+        """Record that this folder mirrors `url`; True if it mirrored another URL until now
+        (its versions are then another store's, whatever their numbers)."""
+        digest = hashlib.sha256(url.encode()).hexdigest()[:32]
+        path = self.dir.parent / f"{_SOURCE}{self.dir.name}"
+        try:
+            before: str | None = path.read_text().strip()
+        except FileNotFoundError:
+            before = None
+        if before != digest:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(digest + "\n")
+            os.replace(tmp, path)
+        return before is not None and before != digest
 
     def _versions(self) -> dict[int, Path]:
         found = {}

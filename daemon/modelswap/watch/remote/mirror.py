@@ -121,6 +121,12 @@ class Mirror:
         removed = self.cache.prepare()
         if removed:
             log.info("remote_cache_cleaned", model=self.model, removed=removed)
+        if self.cache.claim(self._url):  # the base path changed: same numbers, other content
+            stale = sorted(self.cache.mirrored())
+            for n in stale:
+                self.cache.prune(n)  # a version serving keeps serving until a successor
+                self._notify(n, "pruned")
+            log.info("remote_cache_reset", model=self.model, url=self._shown, removed=stale)
         with self._lock:
             self._mirrored = set(self.cache.mirrored())
             for n in self._mirrored:
@@ -133,10 +139,14 @@ class Mirror:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, *, wait_for: bool = True) -> None:
+        """Stop polling; downloads in flight stop at their next chunk and are discarded.
+        `wait_for=False` only asks (stop many mirrors at once, then wait for each)."""
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
+        if not wait_for:
+            return
         if self._thread is not None:
             self._thread.join(timeout)
         with self._lock:

@@ -119,6 +119,8 @@ class Mirrors:
         pool = plan.pool or (self._pool if plan.keep or plan.new else None)
         old_pool = self._pool if self._pool is not pool else None
         for mirror in plan.stop:
+            mirror.stop(wait_for=False)
+        for mirror in plan.stop:
             mirror.stop()
         with self._lock:
             self._pool = pool
@@ -162,6 +164,8 @@ class Mirrors:
     def stop(self) -> None:
         self._running = False
         self._configure_queue()
+        for mirror in self._mirrors.values():
+            mirror.stop(wait_for=False)
         for mirror in self._mirrors.values():
             mirror.stop()
         if self._pool is not None:

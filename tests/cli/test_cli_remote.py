@@ -33,7 +33,8 @@ def test_publish_then_inspect_a_remote_base_path(
     shard.write_bytes(shard.read_bytes()[:10])
     assert main(["inspect", url]) == 1
     out = capsys.readouterr().out
-    assert f"version 3: NOT complete (IncompleteModel: variables/{shard.name}: 10 of" in out
+    assert (f"version 3: not complete: content proof: variables/{shard.name}: 10 of"
+            in out and "(IncompleteModel)" in out)
     assert "content proof" in out and "version 2: complete" in out
     assert main(["inspect", "--tags", "gpu", url]) == 1
     assert "no MetaGraph with tags ['gpu']" in capsys.readouterr().out

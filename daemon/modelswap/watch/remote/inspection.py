@@ -37,6 +37,8 @@ def inspect_url(url: str, tags: Collection[str] = ("serve",)) -> dict[str, Any]:
             "error_type": None if verdict.state == "complete"
             else "IncompleteModel" if verdict.state == "incomplete" else "RemoteError",
             "checked_tags": wanted,
+            "check": None if verdict.state == "complete"
+            else "manifest" if MANIFEST_NAME in objs.objects else "content proof",
             "proof": "manifest" if MANIFEST_NAME in objs.objects else "content",
             "files": len(plan.files) if plan is not None else len(objs.objects),
             "bytes": plan.total_bytes if plan is not None

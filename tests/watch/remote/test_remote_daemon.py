@@ -45,8 +45,14 @@ def test_daemon_killed_mid_download_completes_and_serves_after_a_restart(
             assert cleaned["removed"] == [".incoming-1"]
             second.wait_state("m", 1, "AVAILABLE")
             listening = second.wait_log(lambda r: r.get("event") == "http_listening")
-            report = fetch_models(listening["url"])
-            assert report["models"][0]["served_version"] == 1
+            served: list[dict[str, object]] = []  # the log line can precede publication
+
+            def serving() -> bool:
+                served[:] = fetch_models(listening["url"])["models"]
+                return served[0]["served_version"] == 1
+
+            wait_for(serving, what="v1 served (/v1/models)")
+            report = {"models": served}
             assert report["models"][0]["remote"]["reachable"] is True
             assert second.stop() == 0
         finally:

@@ -82,7 +82,8 @@ class ModelSwap:
         self._consumers = Consumers(self)
         self._coordinator = Coordinator(config.models, config.loader, config.watch,
                                         emit=self._emit, state_dir=state_dir(config),
-                                        member=member_id())
+                                        member=member_id(),
+                                        swap_jitter=config.remote.swap_jitter)
         self._source = Source({m.name: m.base_path for m in config.models},
                               self._coordinator.hint, mode=config.watch.mode,
                               poll_interval=config.watch.poll_interval,
@@ -236,7 +237,8 @@ class ModelSwap:
                 if done.is_set():
                     return  # the caller gave up: never apply late
                 try:
-                    self._coordinator.reconfigure(config.models, config.loader, config.watch)
+                    self._coordinator.reconfigure(config.models, config.loader, config.watch,
+                                                  config.remote.swap_jitter)
                     outcome.append(None)
                 except Exception as exc:
                     outcome.append(exc)

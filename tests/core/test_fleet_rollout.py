@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Events, Exports, predict, wait_until, yaml_for
-from modelswap import ModelSwap
+from modelswap import ModelSwap, State
 from modelswap.fleet.rollout import serves_canary
 
 
@@ -79,3 +79,22 @@ def test_member_hash_is_stable_and_spread() -> None:
         [serves_canary(m, "ranker", 34) for m in members[:20]]
     assert not any(serves_canary(m, "ranker", 0) for m in members)
     assert all(serves_canary(m, "ranker", 100) for m in members)
+
+
+def test_staggered_swap_waits_for_its_turn(tmp_path: Path, exports: Exports,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           run_swap: Callable[..., tuple[ModelSwap, Events]]
+                                           ) -> None:
+    from conftest import wait_reason
+    from modelswap.fleet.jitter import swap_delay
+
+    late = next(f"r{i}" for i in range(1000) if swap_delay(f"r{i}", "m", 2, 3600) > 600)
+    monkeypatch.setenv("MODELSWAP_MEMBER", late)
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    swap, events = run_swap(yaml_for(base, top="remote: {swap_jitter: 1h}"))
+    assert swap.wait_until_available("m", timeout=60) == 1  # start-up is never delayed
+    exports.publish(base, 2, 2.0)
+    wait_reason(swap, 2, "waiting for its turn")
+    assert default_version(swap) == 1 and events.states(2) == [State.WAITING]

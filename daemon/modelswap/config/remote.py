@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, StrictStr
 
 from modelswap.config.types import (
     FROZEN,
+    Duration,
     PositiveDuration,
     PositiveInt,
     ResolvedPath,
@@ -134,3 +135,6 @@ class RemoteConfig(BaseModel):
     stall_timeout: PositiveDuration = 30.0
     min_free: Size = MIN_FREE
     queue: Annotated[StrictStr, Field(min_length=1)] | None = None
+    # a fleet's members each wait their own offset in [0, swap_jitter) before loading a new
+    # version beside the served one (docs/fleet.md), so a fleet never loads it all at once
+    swap_jitter: Annotated[Duration, Field(ge=0)] = 0.0

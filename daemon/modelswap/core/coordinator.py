@@ -359,7 +359,7 @@ class Coordinator(Loop):
 
     # -- reload, publish, shutdown -------------------------------------------------------------
     def reconfigure(self, models: Sequence[ModelConfig], loader: LoaderConfig,
-                    watch: WatchConfig) -> None:
+                    watch: WatchConfig, swap_jitter: float = 0.0) -> None:
         """Apply a new config, whole or not at all (call on the coordinator thread, e.g.
         through `call`); see `reconfigure.reconfigure`."""
         change = reconfigure(self._models, models, self._new_record)
@@ -373,6 +373,7 @@ class Coordinator(Loop):
         self._loads.resize(loader.threads)
         self._gates.resize(watch.gate_threads)
         self.loader_config, self.watch_config = loader, watch
+        self.swap_jitter = swap_jitter
         for m in self._models.values():
             m.gate.settle, m.gate.verify = watch.settle, watch.verify
 

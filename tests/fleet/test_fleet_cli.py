@@ -264,3 +264,39 @@ def test_a_remote_base_path_that_cannot_be_listed_is_an_error(bucket: tuple[Any,
     code, _, err = run("rollout", f"s3://{bucket[1]}-gone/ranker", "--stable", "1")
     assert code == 2 and f"s3://{bucket[1]}-gone/ranker" in err and "\n" not in err
     assert "fleet-test-secret" not in err
+
+
+def test_fleet_reporter_writes_a_running_swaps_status(tmp_path: Path, exports: Any,
+                                                      run_swap: Any) -> None:
+    from modelswap.fleet.status import FleetReporter
+
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    swap, events = run_swap(f"models:\n  - name: m\n    base_path: {base}\n")
+    events.wait_state(1, State.AVAILABLE)
+    reporter = FleetReporter(swap, "r0").start()
+    try:
+        target = base / object_name("r0")
+        deadline = time.monotonic() + 60
+        while True:  # the first write happens as the reporter starts
+            data = target.read_bytes() if target.exists() else b""
+            status = decode_status(data) if data else None
+            if status is not None and not isinstance(status, str):
+                break
+            assert time.monotonic() < deadline, "no status object"
+            time.sleep(0.05)
+        assert status.member == "r0" and status.models["m"].served == 1
+        exports.publish(base, 2, 2.0)
+        events.wait_state(2, State.AVAILABLE)
+
+        def served() -> int | None:
+            found = decode_status(target.read_bytes())
+            return None if isinstance(found, str) else found.models["m"].served
+
+        while served() != 2:  # written on the change, not at the next heartbeat
+            assert time.monotonic() < deadline, "the change was not written"
+            time.sleep(0.05)
+    finally:
+        reporter.stop()
+    assert not target.exists()  # a member leaving on purpose removes its status object

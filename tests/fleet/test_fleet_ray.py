@@ -63,14 +63,23 @@ def deploy(config: dict[str, Any]) -> Any:
 def ray_serve() -> Iterator[None]:
     import ray
 
+    # Ray 2.60 turns _node_ip_address="127.0.0.1" into the host's routable address (and
+    # then binds its servers to every interface) unless single-node mode is forced.
+    from ray._private import ray_constants
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's own processes
+    mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # this one imported Ray already
     ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2,
              log_to_driver=False, configure_logging=False)
     try:
+        assert ray.util.get_node_ip_address() == "127.0.0.1"
         serve.start(proxy_location="Disabled")
         yield
     finally:
         serve.shutdown()
         ray.shutdown()
+        mp.undo()
 
 
 class Survey:

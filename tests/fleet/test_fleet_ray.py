@@ -150,3 +150,8 @@ def test_replicas_follow_publish_and_reconfigure_in_place(ray_serve: None, tmp_p
         assert time.monotonic() < deadline, fleet_status(base)[1]
         time.sleep(0.2)
     print(fleet_status(base)[1], f"\n{survey.calls} calls, 0 failed")
+
+    serve.delete("fleet")  # replicas stopped on purpose remove their status objects
+    while any((base / "_fleet").iterdir()):
+        assert time.monotonic() < deadline + TIMEOUT, list((base / "_fleet").iterdir())
+        time.sleep(0.2)

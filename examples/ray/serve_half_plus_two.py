@@ -21,18 +21,18 @@ import os
 # host's routable address and its servers listen on every interface.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-import tensorflow as tf  # noqa: E402
-from ray import serve  # noqa: E402
+import tensorflow as tf
+from ray import serve
 
-from modelswap.ray import SwapDeployment  # noqa: E402
+from modelswap.ray import SwapDeployment
 
 HERE = Path(__file__).resolve().parent
 

@@ -307,3 +307,11 @@ def test_fleet_reporter_writes_a_running_swaps_status(tmp_path: Path, exports: A
     finally:
         reporter.stop()
     assert not target.exists()  # a member leaving on purpose removes its status object
+
+
+def test_rollout_names_the_known_members_it_puts_on_the_canary(base: Path) -> None:
+    for name in ("r0", "r1", "r2"):
+        StatusWriter(Repository(base), name).offer({"ranker": [vs(2, since=time.time())]})
+    code, out, _ = run("rollout", str(base), "--canary", "3", "--percent", "34")
+    assert code == 0
+    assert out.splitlines()[1:] == ["  ranker: canary on 1 of 3 known members (r1)"]

@@ -35,6 +35,7 @@ __all__ = [
 log = get_logger("modelswap.fleet")
 FLEET_DIR = "_fleet"
 HEARTBEAT = 30.0  # seconds between writes of an unchanged status
+RETRY = 5.0  # seconds after a failed write before the next attempt
 FORMAT = 1
 
 
@@ -192,16 +193,21 @@ class StatusWriter:
         self._last: Mapping[str, ModelReport] | None = None
         self._last_write: float | None = None
         self._failing = False
+        self._retry_at = 0.0  # after a failed write, no new attempt before this
 
     def due(self) -> float:
-        """When the next heartbeat is due (now if nothing was written yet)."""
-        return self._clock() if self._last_write is None else self._last_write + self.interval
+        """When the next write is due: now if nothing was written yet, then the heartbeat;
+        never before the retry time of a failed write."""
+        due = self._clock() if self._last_write is None else self._last_write + self.interval
+        return max(due, self._retry_at)
 
     def offer(self, status: Mapping[str, Sequence[VersionStatus]],
               served: Mapping[str, int | None] | None = None) -> bool:
         """Write the status if it changed or a heartbeat is due; True if written. A failed
         write is logged (once until it works again) and retried at the next offer."""
         now = self._clock()
+        if now < self._retry_at:
+            return False
         models = {name: model_report(versions, (served or {}).get(name))
                   for name, versions in status.items()}
         if self._last_write is not None:
@@ -217,6 +223,7 @@ class StatusWriter:
             if not self._failing:
                 log.warning("fleet_status_write_failed", member=self.member, error=str(exc))
             self._failing = True
+            self._retry_at = now + RETRY
             return False
         self._failing = False
         self._last, self._last_write = models, now

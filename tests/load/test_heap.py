@@ -15,7 +15,6 @@ from typing import Any
 from conftest import Exports, predict, wait_until, yaml_for
 from modelswap import State
 from modelswap.load import heap
-from modelswap.load import job as jobs
 from modelswap.load.job import LoadJob, run_job
 
 SERVE = frozenset({"serve"})
@@ -42,7 +41,7 @@ def test_no_full_collection_during_a_load_then_one_after_it(exports: Exports) ->
     assert loaded.model is not None
     assert seen == [heap.HELD]  # automatic full collections were held during the load
     assert heap.collector.wait(runs + 1, 60)  # one full collection after it...
-    assert jobs.wait_no_load(5)
+    assert heap.wait_no_load(5)
     assert gc.get_threshold() == before  # ...then the hold is released
 
 
@@ -77,13 +76,13 @@ def test_collect_now_frees_cycles() -> None:
 
 
 def test_collector_waits_while_a_load_runs() -> None:
-    with jobs._load_window():  # a load is running
+    with heap.load_window():  # a load is running
         done = heap.collector.runs
         heap.collect_soon()
         heap.collect_soon()  # merged with the first
         assert not heap.collector.wait(done + 1, 0.5)
-        assert not jobs.wait_no_load(0) and jobs.loads_running() == 1
-    assert jobs.wait_no_load(5)
+        assert not heap.wait_no_load(0) and heap.loads_running() == 1
+    assert heap.wait_no_load(5)
     assert heap.collector.wait(done + 1, 30)
 
 
@@ -116,7 +115,7 @@ def test_retired_model_and_variables_freed_after_last_release(
 
 def test_back_to_back_loads_still_get_a_collection(monkeypatch: Any) -> None:
     monkeypatch.setattr(heap, "MAX_WAIT", 0.2)
-    with jobs._load_window():  # loads that never stop running
+    with heap.load_window():  # loads that never stop running
         done = heap.collector.runs
         heap.collect_soon()
         assert heap.collector.wait(done + 1, 30)

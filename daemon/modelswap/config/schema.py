@@ -238,6 +238,7 @@ class ServiceConfig(BaseModel):
     ready_when: Literal["all", "any", "immediately"] | None = None  # deprecated: `require`
     stop_timeout: Duration = 30.0
     state_dir: ResolvedPath | None = None
+    fleet_status: StrictBool = False  # write _fleet/<member>.json into each base path
 
     @model_validator(mode="before")
     @classmethod

@@ -248,7 +248,7 @@ class FleetReporter:
         self.swap = swap
         self.member = member or member_id()
         where = dict(targets) if targets is not None else {
-            m.name: m.base_path for m in swap.config.models}
+            m.name: m.source_url or m.base_path for m in swap.config.models}
         groups: dict[str, list[str]] = {}
         for name, target in where.items():
             groups.setdefault(os.fspath(target), []).append(name)

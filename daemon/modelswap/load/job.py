@@ -3,12 +3,9 @@ warmup; typed errors."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -120,51 +117,8 @@ def run_job(job: LoadJob) -> Loaded:
     A version whose files are identical to a loaded one (`job.reuse`: identity → version)
     is not loaded again: the result names that version instead.
     """
-    with _load_window():
+    with heap.load_window():
         return _run_job(job)
-
-
-LOAD_SWITCH_INTERVAL = 0.001  # seconds; CPython's default is 0.005
-_loads = threading.Condition()  # notified when the last running load ends
-_loads_running = 0
-_saved_interval = 0.005
-
-
-@contextlib.contextmanager
-def _load_window() -> Iterator[None]:
-    """While any load runs, threads hand the GIL over every 1 ms instead of 5 ms, and no
-    automatic full collection runs; each load's end asks for one (see heap.py).
-
-    `tf.saved_model.load` holds the GIL for most of its work in Python code; with the
-    default interval each consumer call waits up to 5 ms per GIL hand-over (measured in
-    bench/, figure 3: consumer p99 during a ResNet50 load 12.6x → 4.4x steady)."""
-    global _loads_running, _saved_interval
-    with _loads:
-        if _loads_running == 0:
-            _saved_interval = sys.getswitchinterval()
-            sys.setswitchinterval(LOAD_SWITCH_INTERVAL)
-            heap.hold()
-        _loads_running += 1
-    try:
-        yield
-    finally:
-        with _loads:
-            _loads_running -= 1
-            if _loads_running == 0:
-                sys.setswitchinterval(_saved_interval)
-                _loads.notify_all()
-        heap.collect_soon()  # merged with others; runs once no load runs, or in 10 s
-
-
-def loads_running() -> int:
-    """How many loads run right now."""
-    return _loads_running
-
-
-def wait_no_load(timeout: float | None = None) -> bool:
-    """Block until no load runs (False if `timeout` passed first)."""
-    with _loads:
-        return _loads.wait_for(lambda: _loads_running == 0, timeout)
 
 
 def _run_job(job: LoadJob) -> Loaded:

@@ -11,6 +11,7 @@ from types import FrameType
 from modelswap.api import ModelSwap
 from modelswap.config import Config, config_warnings, load_config
 from modelswap.errors import ConfigError
+from modelswap.fleet.status import FleetReporter
 from modelswap.logger import get_logger
 from modelswap.service import logs
 from modelswap.service.notify import Notifier, watchdog_interval
@@ -58,6 +59,7 @@ class Daemon:
             log.warning("config_warning", file=warning.file, line=warning.line,
                         key=warning.key, message=warning.message)
         self.swap.start()
+        reporter = FleetReporter(self.swap).start() if self.config.service.fleet_status else None
         ready = False
         started = time.monotonic()
         ping_every = watchdog_interval()
@@ -86,6 +88,8 @@ class Daemon:
         name = signal.Signals(self._stop_signal).name
         log.info("stopping", signal=name)
         self.notifier.send(STOPPING=1, STATUS=f"stopping on {name}")
+        if reporter is not None:
+            reporter.stop()
         late = self.swap.stop()
         if late:
             log.warning("consumers_abandoned", consumers=late,

@@ -49,6 +49,14 @@ Hint = Callable[[str, Path, bool], None]  # (model, event path, path is a rename
 PLACE_TIMEOUT = 1.0  # seconds the watch thread waits for one model's placement
 
 
+def _staging(base: Path | None, path: Path) -> bool:
+    """`path` lies in a hidden folder of the base path (`.incoming-7`, `.staging`): what
+    is written there is no version until it is renamed in, and the rename is its own event."""
+    if base is None or path == base or base not in path.parents:
+        return False
+    return path.relative_to(base).parts[0].startswith(".")
+
+
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         with contextlib.suppress(OSError):  # EACCES: look further up
@@ -284,6 +292,7 @@ class Source(FileSystemEventHandler):
                 if found:
                     names.update(found)
             for name in names:
-                self._hint(name, path, dest)
+                if not _staging(self._bases.get(name), path):
+                    self._hint(name, path, dest)
             for name in replace:
                 self._requests.put(name)

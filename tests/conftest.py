@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from modelswap import ModelEvent, ModelSwap, State
 from modelswap.cli.demo import export_linear
@@ -54,6 +55,17 @@ class Exports:
             shutil.copyfile(source / "saved_model.pb", dest / "saved_model.pb")
             shutil.copytree(source / "variables", dest / "variables", copy_function=shutil.copyfile)
         return dest
+
+
+@pytest.fixture(autouse=True)
+def _structlog_left_as_found() -> Iterator[None]:
+    """A test that configures structlog (capture_logs does) leaves it as it found it:
+    otherwise structlog's defaults print every later event, debug ones from background
+    threads included, into the next tests' captured stdout."""
+    configured = structlog.is_configured()
+    yield
+    if not configured and structlog.is_configured():
+        structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

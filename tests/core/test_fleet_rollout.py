@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Events, Exports, predict, wait_until, yaml_for
+from conftest import Events, Exports, predict, wait_reason, wait_until, yaml_for
 from modelswap import ModelSwap, State
+from modelswap.fleet.jitter import swap_delay
 from modelswap.fleet.rollout import serves_canary
 
 
@@ -85,8 +86,6 @@ def test_staggered_swap_waits_for_its_turn(tmp_path: Path, exports: Exports,
                                            monkeypatch: pytest.MonkeyPatch,
                                            run_swap: Callable[..., tuple[ModelSwap, Events]]
                                            ) -> None:
-    from conftest import wait_reason
-    from modelswap.fleet.jitter import swap_delay
 
     late = next(f"r{i}" for i in range(1000) if swap_delay(f"r{i}", "m", 2, 3600) > 600)
     monkeypatch.setenv("MODELSWAP_MEMBER", late)

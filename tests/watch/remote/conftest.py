@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from remote_helpers import SECRET, Models
+
+from watch.remote.remote_helpers import SECRET, Models
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

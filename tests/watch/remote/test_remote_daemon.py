@@ -5,11 +5,10 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from remote_helpers import SECRET, TIMEOUT, Models, Proxy, predict, wait_for
-
 from daemon import DaemonProcess  # tests/daemon.py: the real daemon process
 from modelswap.cli.status import fetch_models
 from modelswap.watch.remote import publish
+from watch.remote.remote_helpers import SECRET, TIMEOUT, Models, Proxy, predict, wait_for
 
 DAEMON = Path(__file__).resolve().parents[3] / "daemon"
 

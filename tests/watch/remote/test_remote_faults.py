@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remote_helpers import SECRET, TIMEOUT, Models, Proxy, predict, wait_for
 from structlog.testing import capture_logs
 
 from modelswap.watch.remote import Mirror, RemoteConfig, cli_publish, publish
+from watch.remote.remote_helpers import SECRET, TIMEOUT, Models, Proxy, predict, wait_for
 
 DAEMON = Path(__file__).resolve().parents[3] / "daemon"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import obstore
-from remote_helpers import Models, predict, wait_for
 
 from modelswap.watch.remote import MANIFEST_NAME, Mirror, RemoteConfig, open_remote, publish
+from watch.remote.remote_helpers import Models, predict, wait_for
 
 
 def config(tmp_path: Path, **kw: Any) -> RemoteConfig:

@@ -9,10 +9,10 @@ from typing import Any
 
 import boto3
 import pytest
-from remote_helpers import Models, wait_for
 
 from modelswap.watch.remote import Mirror, QueueHints, RemoteConfig, publish
 from modelswap.watch.remote.sqs import changed_objects
+from watch.remote.remote_helpers import Models, wait_for
 
 
 def s3_event(bucket: str, key: str, name: str = "ObjectCreated:Put") -> str:

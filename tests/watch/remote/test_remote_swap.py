@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remote_helpers import SECRET, TIMEOUT, Models, Proxy, wait_for
 
 from modelswap import ModelEvent, ModelSwap, State, parse_config
 from modelswap.cli.status import fetch_models, render_status
 from modelswap.watch.remote import publish
+from watch.remote.remote_helpers import SECRET, TIMEOUT, Models, Proxy, wait_for
 
 
 class Recorder:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import obstore
 import pytest
-from remote_helpers import Models, wait_for
 
 from modelswap.watch.remote import (
     CLAIM_NAME,
@@ -27,6 +26,7 @@ from modelswap.watch.remote import (
     redact,
 )
 from modelswap.watch.remote.manifest import verify_dir
+from watch.remote.remote_helpers import Models, wait_for
 
 
 def memory_url() -> str:

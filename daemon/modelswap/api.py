@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,12 +11,14 @@ from typing import TYPE_CHECKING
 
 from modelswap.config import Config, load_config
 from modelswap.core.coordinator import Coordinator
+from modelswap.core.failures import state_dir
 from modelswap.core.loop import HEARTBEAT_INTERVAL
 from modelswap.core.policy import aspired_versions
 from modelswap.errors import ConfigError, ModelNotFound, VersionNotAvailable
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.fleet.rollout import member_id
 from modelswap.handles import Served
+from modelswap.load import heap
 from modelswap.observe.metrics import Metrics
 from modelswap.observe.server import StatusServer
 from modelswap.usercode import (
@@ -40,31 +40,6 @@ if TYPE_CHECKING:
 HEALTHY_WITHIN = 5 * HEARTBEAT_INTERVAL  # seconds since the coordinator's last loop
 
 
-_heap_frozen = False
-
-
-def _freeze_startup_heap() -> None:
-    """Move every object alive now (TensorFlow's ~285k module objects among them) to the
-    GC's permanent generation, once per process: the full collections a load triggers
-    then stop walking them (measured in bench/, figure 3: 200-750 ms GIL pauses → ~130 ms).
-    Cycles among objects that exist now are never collected afterwards."""
-    global _heap_frozen
-    if not _heap_frozen:
-        import tensorflow  # noqa: F401  (its objects are what gets frozen)
-
-        gc.collect()
-        gc.freeze()
-        _heap_frozen = True
-
-
-def state_dir(config: Config) -> Path | None:
-    """`service.state_dir`, else systemd's $STATE_DIRECTORY (first entry), else None."""
-    if config.service.state_dir is not None:
-        return config.service.state_dir
-    from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(from_systemd) if from_systemd else None
-
-
 class ModelSwap:
     """Watches the configured models and serves the newest good version of each.
 
@@ -81,8 +56,8 @@ class ModelSwap:
         self._dispatcher.subscribe(self._router)
         self._consumers = Consumers(self)
         self._coordinator = Coordinator(config.models, config.loader, config.watch,
-                                        emit=self._emit, state_dir=state_dir(config),
-                                        member=member_id(),
+                                        emit=self._emit, member=member_id(),
+                                        state_dir=state_dir(config.service.state_dir),
                                         swap_jitter=config.remote.swap_jitter)
         self._source = Source({m.name: m.base_path for m in config.models},
                               self._coordinator.hint, mode=config.watch.mode,
@@ -118,7 +93,7 @@ class ModelSwap:
             self._dispatcher.start()
             self._internal.start()
             if self.config.loader.gc_freeze:
-                _freeze_startup_heap()
+                heap.freeze_startup()
             self._coordinator.start()
             if self._mirrors is not None:
                 self._mirrors.start()  # creates the cache folders the source watches
@@ -227,35 +202,10 @@ class ModelSwap:
         return self._mirrors.status() if self._mirrors is not None else {}
 
     def _apply_to_coordinator(self, config: Config, timeout: float) -> None:
-        """Hand `config` to the coordinator; on timeout, make sure it is never applied."""
-        lock = threading.Lock()
-        outcome: list[BaseException | None] = []  # [None] applied, [exc] failed, [] pending
-        done = threading.Event()
-
-        def apply() -> None:
-            with lock:
-                if done.is_set():
-                    return  # the caller gave up: never apply late
-                try:
-                    self._coordinator.reconfigure(config.models, config.loader, config.watch,
-                                                  config.remote.swap_jitter)
-                    outcome.append(None)
-                except Exception as exc:
-                    outcome.append(exc)
-                finally:
-                    done.set()
-
-        if not self._coordinator.alive:
-            apply()
-        else:
-            self._coordinator.call(apply)
-            done.wait(timeout)
-            with lock:
-                if not done.is_set():
-                    done.set()
-                    raise TimeoutError(f"the coordinator did not take the config in {timeout}s")
-        if outcome and outcome[0] is not None:
-            raise outcome[0]
+        """Hand `config` to the coordinator; on timeout it is never applied."""
+        self._coordinator.run_on_thread(lambda: self._coordinator.reconfigure(
+            config.models, config.loader, config.watch, config.remote.swap_jitter), timeout,
+            "the coordinator did not take the config")
 
     def _bind_http(self, config: Config) -> StatusServer | None:
         """A status server for `config`, listening (None when `http.listen` is unset)."""

@@ -17,6 +17,14 @@ log = get_logger("modelswap.state")
 FILE = "failures.json"
 
 
+def state_dir(configured: Path | None) -> Path | None:
+    """`service.state_dir`, else systemd's $STATE_DIRECTORY (first entry), else None."""
+    if configured is not None:
+        return configured
+    from_systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(from_systemd) if from_systemd else None
+
+
 class FailureMemory:
     """{model: {version: {identity, error_type, error}}}; a no-op without a directory."""
 

@@ -61,6 +61,38 @@ class Loop:
         """Run `fn` on the coordinator thread."""
         self._queue.put(Call(fn))
 
+    def run_on_thread(self, fn: Callable[[], None], timeout: float, what: str) -> None:
+        """Run `fn` on the loop thread and wait for it (at once when the thread is not
+        running). Raises what `fn` raised, or `TimeoutError` after `timeout`; a call given
+        up on never runs late."""
+        lock = threading.Lock()
+        outcome: list[BaseException | None] = []  # [None] done, [exc] failed, [] pending
+        done = threading.Event()
+
+        def run() -> None:
+            with lock:
+                if done.is_set():
+                    return  # the caller gave up
+                try:
+                    fn()
+                    outcome.append(None)
+                except Exception as exc:
+                    outcome.append(exc)
+                finally:
+                    done.set()
+
+        if not self.alive:
+            run()
+        else:
+            self.call(run)
+            done.wait(timeout)
+            with lock:
+                if not done.is_set():
+                    done.set()
+                    raise TimeoutError(f"{what} in {timeout}s")
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
+
     # -- the thread ------------------------------------------------------------------------
     def _schedule(self, at: float, name: str) -> None:
         if (at, name) not in self._timers:

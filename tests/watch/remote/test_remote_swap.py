@@ -4,35 +4,17 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modelswap import ModelEvent, ModelSwap, State, parse_config
+from modelswap import ModelSwap, State, parse_config
 from modelswap.cli.status import fetch_models, render_status
 from modelswap.watch.remote import publish
 from watch.remote.remote_helpers import SECRET, TIMEOUT, Models, Proxy, wait_for
-
-
-class Recorder:
-    """Every ModelEvent a swap emits."""
-
-    def __init__(self) -> None:
-        self.items: list[ModelEvent] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: ModelEvent) -> None:
-        with self._lock:
-            self.items.append(event)
-
-    def of(self, version: int) -> list[State]:
-        with self._lock:
-            return [e.state for e in self.items if e.version == version]
 
 
 def config_text(tmp_path: Path, url: str, model: str = "", remote: str = "",
@@ -42,22 +24,6 @@ def config_text(tmp_path: Path, url: str, model: str = "", remote: str = "",
     text += f"remote:\n  cache_dir: {tmp_path / 'cache'}\n"
     text += "".join(f"  {line}\n" for line in (remote or "poll_interval: 300ms").splitlines())
     return text + top
-
-
-@pytest.fixture
-def start() -> Iterator[Any]:
-    started: list[ModelSwap] = []
-
-    def run(text: str) -> tuple[ModelSwap, Recorder]:
-        swap = ModelSwap(parse_config(text))
-        events = Recorder()
-        swap.subscribe(events)
-        started.append(swap.start())
-        return swap, events
-
-    yield run
-    for swap in started:
-        swap.stop()
 
 
 def answer(swap: ModelSwap, version: int | None = None) -> tuple[int, float]:
@@ -73,10 +39,10 @@ def remote_version(swap: ModelSwap, n: int) -> Any:
 
 
 def test_publish_serves_swaps_prunes_and_reloads_without_downloading_again(
-        tmp_path: Path, bucket: str, models: Models, start: Any) -> None:
+        tmp_path: Path, bucket: str, models: Models, run_swap: Any) -> None:
     url = f"s3://{bucket}/prod/m"
     publish(models.get("a"), url)
-    swap, events = start(config_text(tmp_path, url))
+    swap, events = run_swap(config_text(tmp_path, url))
     assert swap.wait_until_available("m", timeout=TIMEOUT) == 1
     assert answer(swap) == (1, Models.answer("a"))
     with swap.acquire("m") as served:
@@ -85,13 +51,13 @@ def test_publish_serves_swaps_prunes_and_reloads_without_downloading_again(
     swap.wait_until_available("m", version=2, timeout=TIMEOUT)
     assert answer(swap) == (2, Models.answer("b"))
     wait_for(lambda: not (tmp_path / "cache" / "m" / "1").exists(), what="v1 pruned")
-    assert events.of(1)[-1] is State.END
+    assert events.states(1)[-1] is State.END
     status = swap.remote_status()["m"]
     assert status.reachable is True and status.counters["downloads"] == 2
 
     # a reload that changes the mirror's settings (a new Mirror) and the labels
     inode = (tmp_path / "cache" / "m" / "2").stat().st_ino
-    seen = events.of(2)  # (a WAITING first when a gate job raced the rename: still fine)
+    seen = events.states(2)  # (a WAITING first when a gate job raced the rename: still fine)
     before = swap.remote_status()["m"].counters
     swap.reload(parse_config(config_text(tmp_path, url, "labels: {stable: 2}",
                                          "poll_interval: 250ms")))
@@ -102,7 +68,7 @@ def test_publish_serves_swaps_prunes_and_reloads_without_downloading_again(
     # the new mirror judged v1 afresh (not mirrored: one manifest GET), fetched nothing else
     assert after["bytes_downloaded"] - before["bytes_downloaded"] < 4096
     assert (tmp_path / "cache" / "m" / "2").stat().st_ino == inode
-    assert answer(swap) == (2, Models.answer("b")) and events.of(2) == seen  # not reloaded
+    assert answer(swap) == (2, Models.answer("b")) and events.states(2) == seen  # not reloaded
     # the model removed, then back: the cache folder is adopted, not downloaded again
     swap.reload(parse_config(config_text(tmp_path, "/nonexistent/elsewhere")))
     assert swap.remote_status() == {}
@@ -123,9 +89,9 @@ def _put(s3: Any, bucket: str, key: str, body: bytes) -> None:
 
 
 def test_a_raw_upload_in_a_bad_order_never_loads_early(
-        tmp_path: Path, s3: Any, bucket: str, models: Models, start: Any) -> None:
+        tmp_path: Path, s3: Any, bucket: str, models: Models, run_swap: Any) -> None:
     src = models.get("c")
-    swap, events = start(config_text(tmp_path, f"s3://{bucket}/m",
+    swap, events = run_swap(config_text(tmp_path, f"s3://{bucket}/m",
                                      remote="poll_interval: 100ms"))
     shard = next((src / "variables").glob("variables.data-*"))
     steps = [("saved_model.pb", None, "variables/variables.index missing"),
@@ -138,13 +104,13 @@ def test_a_raw_upload_in_a_bad_order_never_loads_early(
                  and v.state == "incomplete" and r in (v.reason or ""), what=reason)
         row = next(s for s in swap.status()["m"] if s.version == 1)
         assert row.state is State.WAITING and reason in (row.error or "")
-        assert events.of(1) == [] and not (tmp_path / "cache" / "m" / "1").exists()
+        assert events.states(1) == [] and not (tmp_path / "cache" / "m" / "1").exists()
     for path in sorted(src.rglob("*")):
         if path.is_file():  # the rest, the shard whole
             _put(s3, bucket, f"m/1/{path.relative_to(src).as_posix()}", path.read_bytes())
     swap.wait_until_available("m", timeout=TIMEOUT)
     assert answer(swap) == (1, Models.answer("c"))
-    assert State.ERROR not in events.of(1)
+    assert State.ERROR not in events.states(1)
 
 
 def _get(url: str) -> str:
@@ -154,18 +120,18 @@ def _get(url: str) -> str:
 
 def test_downloading_shows_as_waiting_and_a_store_away_keeps_the_old_version_serving(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: str, bucket: str,
-        models: Models, start: Any) -> None:
+        models: Models, run_swap: Any) -> None:
     proxy = Proxy(int(aws_env.rsplit(":", 1)[1]))
     try:
         url = f"s3://{bucket}/m"
         publish(models.get("big"), url)  # 8 MB of variables
         proxy.stall_after(1 << 20)  # responses hold after 1 MiB: mid-shard
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)  # the swap's store
-        swap, events = start(config_text(tmp_path, url, top="http:\n  listen: 127.0.0.1:0\n"))
+        swap, events = run_swap(config_text(tmp_path, url, top="http:\n  listen: 127.0.0.1:0\n"))
         wait_for(lambda: any(s.version == 1 and s.state is State.WAITING
                              and "downloading" in (s.error or "") and "/8.0 MB" in s.error
                              for s in swap.status()["m"]), what="v1 downloading")
-        assert events.of(1) == []  # progress is a status reason, never an event
+        assert events.states(1) == []  # progress is a status reason, never an event
         host, port = swap.http_address or ("", 0)
         base = f"http://{host}:{port}"
         remote = json.loads(_get(f"{base}/v1/models"))["models"][0]["remote"]
@@ -198,7 +164,7 @@ def test_downloading_shows_as_waiting_and_a_store_away_keeps_the_old_version_ser
 
 
 def test_duplicated_reordered_and_dropped_queue_events_converge(
-        tmp_path: Path, s3: Any, bucket: str, models: Models, start: Any) -> None:
+        tmp_path: Path, s3: Any, bucket: str, models: Models, run_swap: Any) -> None:
     import boto3
 
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -208,7 +174,7 @@ def test_duplicated_reordered_and_dropped_queue_events_converge(
     notify = {"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]}
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notify)
     url = f"s3://{bucket}/m"
-    swap, events = start(config_text(tmp_path, url,
+    swap, events = run_swap(config_text(tmp_path, url,
                                      remote=f"poll_interval: 1h\nqueue: {queue}"))
     wait_for(lambda: swap.remote_status()["m"].reachable, what="first listing")
     publish(models.get("a"), url)  # one event per object: duplicates for one version
@@ -223,4 +189,4 @@ def test_duplicated_reordered_and_dropped_queue_events_converge(
     publish(models.get("c"), url)
     swap.wait_until_available("m", version=3, timeout=TIMEOUT)
     assert answer(swap) == (3, Models.answer("c"))
-    assert events.of(1).count(State.AVAILABLE) == 1 and State.ERROR not in events.of(3)
+    assert events.states(1).count(State.AVAILABLE) == 1 and State.ERROR not in events.states(3)

@@ -77,6 +77,16 @@ class Cache:
                 found[n] = entry
         return found
 
+    def reset_for(self, url: str) -> list[int] | None:
+        """`claim(url)`; when the folder mirrored another URL, prune what it holds (same
+        numbers, other content) and return those versions, else None."""
+        if not self.claim(url):
+            return None
+        stale = sorted(self.mirrored())
+        for n in stale:
+            self.prune(n)
+        return stale
+
     def mirrored(self) -> dict[int, Path]:
         """Versions this mirror put here (they hold a manifest)."""
         return {n: p for n, p in self._versions().items() if (p / MANIFEST_NAME).is_file()}

@@ -19,7 +19,10 @@ from obstore.exceptions import (
     UnauthenticatedError,
 )
 
-__all__ = ["ErrorKind", "RemoteError", "classify", "redact"]
+from modelswap.logger import get_logger
+
+__all__ = ["ErrorKind", "RemoteError", "classify", "log_store_failure", "redact"]
+log = get_logger("modelswap.remote")
 
 ErrorKind = Literal["refused", "unreachable", "not_found", "exists", "changed", "invalid"]
 
@@ -85,3 +88,13 @@ def classify(exc: BaseException) -> RemoteError:
     else:
         kind = "unreachable"
     return RemoteError(kind, line)
+
+
+def log_store_failure(err: RemoteError, model: str, url: str) -> None:
+    """One log event for a store that stopped answering: credentials refused is an error
+    naming the model (never a traceback), anything else a warning."""
+    if err.kind == "refused":
+        log.error("remote_refused", model=model, url=url,
+                  error=f"credentials refused for model {model!r}: {err}")
+    else:
+        log.warning("remote_unreachable", model=model, url=url, kind=err.kind, error=str(err))

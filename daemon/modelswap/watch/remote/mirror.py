@@ -24,7 +24,7 @@ from .cache import Cache
 from .client import Client, Counters
 from .config import RemoteConfig
 from .download import DownloadError, Plan, download
-from .errors import RemoteError, redact
+from .errors import RemoteError, log_store_failure, redact
 from .judge import judge
 from .listing import list_version, list_versions
 from .proof import ShardNeeds, default_shard_needs
@@ -39,10 +39,6 @@ log = get_logger("modelswap.remote")
 _MAX_RECHECK_POLLS = 32  # an unchanged incomplete version is re-listed at least this often
 
 
-def _all(versions: list[int]) -> set[int]:
-    return set(versions)
-
-
 class Mirror:
     """Mirror model `model` from base path `url` into `config.cache_dir/model`.
 
@@ -54,7 +50,7 @@ class Mirror:
 
     def __init__(self, model: str, url: str, config: RemoteConfig | None = None, *,
                  tags: Collection[str] = ("serve",),
-                 wanted: Callable[[list[int]], Collection[int]] = _all,
+                 wanted: Callable[[list[int]], Collection[int]] = set,
                  keep: Callable[[], Collection[int]] = lambda: (),
                  on_change: Callable[[int, str], object] | None = None,
                  remote: Remote | None = None, pool: Executor | None = None,
@@ -121,10 +117,9 @@ class Mirror:
         removed = self.cache.prepare()
         if removed:
             log.info("remote_cache_cleaned", model=self.model, removed=removed)
-        if self.cache.claim(self._url):  # the base path changed: same numbers, other content
-            stale = sorted(self.cache.mirrored())
+        stale = self.cache.reset_for(self._url)  # a version serving serves on until a successor
+        if stale is not None:
             for n in stale:
-                self.cache.prune(n)  # a version serving keeps serving until a successor
                 self._notify(n, "pruned")
             log.info("remote_cache_reset", model=self.model, url=self._shown, removed=stale)
         with self._lock:
@@ -382,14 +377,8 @@ class Mirror:
             self._reachable, self._error = False, err
             self._failures += 1
         self.counters.add("list_failures")
-        if not first:
-            return
-        if err.kind == "refused":
-            log.error("remote_refused", model=self.model, url=self._shown,
-                      error=f"credentials refused for model {self.model!r}: {err}")
-        else:
-            log.warning("remote_unreachable", model=self.model, url=self._shown,
-                        kind=err.kind, error=str(err))
+        if first:
+            log_store_failure(err, self.model, self._shown)
 
     def _store_ok(self) -> None:
         with self._lock:

@@ -62,7 +62,8 @@ class ModelSwap:
         self._source = Source({m.name: m.base_path for m in config.models},
                               self._coordinator.hint, mode=config.watch.mode,
                               poll_interval=config.watch.poll_interval,
-                              rescan_interval=config.watch.rescan_interval)
+                              rescan_interval=config.watch.rescan_interval,
+                              settled=self._coordinator.published.settled)
         self._started = False
         self._mirrors: Mirrors | None = None  # remote base paths, mirrored into the cache
         plan = self._remote_plan(config)

@@ -398,7 +398,7 @@ def test_atomic_publishes_need_no_settle_wait(tmp_path: Path, exports: Exports,
     export_linear(base / "2", 0.5, 2.0)  # tf.saved_model.save straight into the base path
     swap.wait_until_available("m", version=2, timeout=60)
     exports.publish(base, 3, 3.0, how="copy")  # in place, fresh mtimes: must settle
-    events.wait(lambda evs: any(e.version == 3 and "settling" in (e.error or "") for e in evs))
+    wait_reason(swap, 3, "settling")
     exports.publish(base, 4, 4.0)  # an older copy renamed in
     swap.wait_until_available("m", version=4, timeout=60)
     assert State.LOADING not in events.states(3)

@@ -19,7 +19,7 @@ from modelswap.core import planner
 from modelswap.core.failures import FailureMemory
 from modelswap.core.headroom import headroom
 from modelswap.core.loop import Loop
-from modelswap.core.messages import Call, Freed, Hint, LoadDone, Message, Scanned
+from modelswap.core.messages import Call, Freed, Hint, LoadDone, Message, Scanned, model_of
 from modelswap.core.publisher import Publisher
 from modelswap.core.reconfigure import reconfigure
 from modelswap.core.records import (
@@ -63,6 +63,10 @@ class Coordinator(Loop):
         self._removed: dict[str, ModelRecord] = {}  # dropped by a reload, versions still held
         self._dirty: set[str] = set()  # publish these models' views and status
         self._replan: set[str] = set()
+        # models `_step` looks at: those a message, timer or rescan touched (None: every
+        # one), plus those with a hung gate job (polled until it returns)
+        self._touched: set[str] | None = None
+        self._stuck: set[str] = set()
         self._rescan_only: set[str] = set()  # models a rescan looks at with no hint pending
         self._retiring: list[tuple[ModelRecord, VersionRecord]] = []
         self._stopped = False
@@ -115,6 +119,7 @@ class Coordinator(Loop):
 
     def _rescan(self) -> None:
         self.counters.rescans += 1
+        self._touched = None
         for name, m in self._models.items():
             if not m.scan_wanted:
                 self._rescan_only.add(name)
@@ -124,6 +129,11 @@ class Coordinator(Loop):
         self.published.warn_long_held(self.loader_config.handle_warn_after)
 
     def _handle(self, msg: Message) -> None:
+        name = model_of(msg)
+        if name is None:
+            self._touched = None
+        elif self._touched is not None:
+            self._touched.add(name)
         if isinstance(msg, Hint):
             m = self._models.get(msg.model)
             if m is None:
@@ -145,9 +155,14 @@ class Coordinator(Loop):
             msg.fn()
 
     def _step(self) -> None:
-        for name, m in self._models.items():
+        touched, self._touched = self._touched, set()
+        names = list(self._models) if touched is None else [
+            n for n in touched | self._stuck | self._replan if n in self._models]
+        for name in names:
+            m = self._models[name]
             if m.stuck is not None and m.stuck.finished.is_set():
                 m.stuck = None  # the hung job returned: its file system answers again
+                self._stuck.discard(name)
             if m.scan_wanted and not m.scanning and m.stuck is None:
                 self._submit_scan(m)
             if name in self._replan:
@@ -159,6 +174,8 @@ class Coordinator(Loop):
         m = self._models.get(name)
         if m is not None:
             m.scan_wanted = True
+            if self._touched is not None:
+                self._touched.add(name)
 
     def _set_state(self, m: ModelRecord, v: VersionRecord, state: State, error: str | None = None,
                    error_type: str | None = None) -> None:
@@ -188,6 +205,7 @@ class Coordinator(Loop):
         if result.slow:
             self.counters.slow_scans += 1
             m.stuck = result.job  # no second job into the same hung mount
+            self._stuck.add(name)
             m.scan_wanted = True
             m.gate = Gate(self.watch_config.settle, self.watch_config.verify)  # the old: abandoned
             log.warning("gate_job_slow", model=name, path=str(m.config.base_path),
@@ -370,6 +388,7 @@ class Coordinator(Loop):
             self._retire(m, v)
         self._dirty.update(change.changed)
         self._replan.update(change.changed)
+        self._touched = None
         self._loads.resize(loader.threads)
         self._gates.resize(watch.gate_threads)
         self.loader_config, self.watch_config = loader, watch

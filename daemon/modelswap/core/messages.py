@@ -57,3 +57,16 @@ class Stop:
 
 
 Message = Hint | Scanned | LoadDone | Freed | Call | Stop
+
+
+def model_of(msg: Message) -> str | None:
+    """The one model `msg` can change; None for a `Call`, which may change any."""
+    if isinstance(msg, Hint):
+        return msg.model
+    if isinstance(msg, Scanned):
+        return msg.result.job.model.name
+    if isinstance(msg, LoadDone):
+        return msg.job.name
+    if isinstance(msg, Freed):
+        return msg.resident.name
+    return None

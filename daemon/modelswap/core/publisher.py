@@ -3,7 +3,9 @@ the events, all replaced together by the coordinator after each batch."""
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
@@ -26,6 +28,12 @@ class Publisher:
         self.changed = threading.Condition()
         self._emit = emit
         self._events: list[ModelEvent] = []
+        self._unsettled: frozenset[str] = frozenset()
+        self._looked = -math.inf  # monotonic: the last look for handles held too long
+
+    def settled(self, name: str) -> bool:
+        """`name` was judged and none of its versions waits to be complete (any thread)."""
+        return name not in self._unsettled and name in self.status
 
     @property
     def pending(self) -> bool:
@@ -33,9 +41,12 @@ class Publisher:
         return bool(self._events)
 
     def warn_long_held(self, limit: float) -> None:
-        """Log one `handle_held_long` warning per handle held longer than `limit` seconds."""
-        if limit <= 0:
+        """Log one `handle_held_long` warning per handle held longer than `limit` seconds
+        (looked for at most once a second)."""
+        now = time.monotonic()
+        if limit <= 0 or now - self._looked < 1.0:
             return
+        self._looked = now
         for resident in self.served:
             for age in resident.held_longer_than(limit):
                 log.warning("handle_held_long", model=resident.name, version=resident.version,
@@ -50,23 +61,34 @@ class Publisher:
                 everything: Iterable[ModelRecord]) -> None:
         """Replace the views of `names` (dropping those not in `models`), wake waiters, then
         emit the queued events; `everything` are all records whose Served may be held."""
-        snapshot, status = dict(self.snapshot), dict(self.status)
-        changed = bool(self._events)
+        snapshot: dict[str, ModelView] | None = None  # copies, made on the first change
+        status: dict[str, tuple[VersionStatus, ...]] = {}
+        unsettled = set(self._unsettled)
         for name in names:
             m = models.get(name)
-            if m is None:
-                changed |= snapshot.pop(name, None) is not None
-                status.pop(name, None)
+            if m is None or m.settled():
+                unsettled.discard(name)
+            else:
+                unsettled.add(name)
+            now = m.status() if m is not None else None
+            if now is not None and self.status.get(name) == now and name in self.snapshot:
+                continue  # unchanged: keep the view
+            if now is None and name not in self.snapshot and name not in self.status:
                 continue
-            now = m.status()
-            if status.get(name) != now or name not in snapshot:  # unchanged: keep the view
+            if snapshot is None:
+                snapshot, status = dict(self.snapshot), dict(self.status)
+            if m is None or now is None:
+                snapshot.pop(name, None)
+                status.pop(name, None)
+            else:
                 snapshot[name], status[name] = m.view(), now
-                changed = True
-        if not changed:
+        self._unsettled = frozenset(unsettled)
+        if snapshot is None and not self._events:
             return
         with self.changed:
-            self.snapshot = MappingProxyType(snapshot)
-            self.status = MappingProxyType(status)
+            if snapshot is not None:
+                self.snapshot = MappingProxyType(snapshot)
+                self.status = MappingProxyType(status)
             self.served = tuple(v.served for m in everything for v in m.records()
                                 if v.served is not None)
             self.changed.notify_all()

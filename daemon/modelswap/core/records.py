@@ -259,6 +259,11 @@ class ModelRecord:
         return ModelView(MappingProxyType(versions), MappingProxyType(labels),
                          versions[default] if default is not None else None)
 
+    def settled(self) -> bool:
+        """Judged, and no version waits to be complete (poll mode hints it only on change)."""
+        return self.scan is not None and all(v.state is not State.WAITING
+                                             for v in self.versions.values())
+
     def status(self) -> tuple[VersionStatus, ...]:
         """Every tracked version, newest first."""
         by_version: dict[int, list[str]] = {}

@@ -5,15 +5,14 @@ and never block. Each base path gets a recursive watch, and its parent a plain o
 base path renamed in as a whole is seen at once. A base path that is missing is watched
 through its nearest existing parent until it appears; one deleted and re-created is watched
 again. Models in poll mode (`watch.mode: poll`, or network and FUSE file systems in auto
-mode) get no watch: this module's thread posts a hint for each every `poll_interval`
-(one thread for all of them; bench/ figure 6 measured watchdog's PollingObserver at 55x the
+mode) get no watch: `watch/poll.py` stats their base paths every `poll_interval` and posts
+a hint when one changed (bench/ figure 6 measured watchdog's PollingObserver at 55x the
 CPU of one listing thread for 1,000 models).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import queue
 import threading
@@ -39,6 +38,7 @@ from watchdog.observers.inotify import InotifyObserver
 
 from modelswap.gate.mounts import needs_polling_cached
 from modelswap.logger import get_logger
+from modelswap.watch.poll import Poller
 
 log = get_logger("modelswap.source")
 
@@ -85,11 +85,14 @@ class Source(FileSystemEventHandler):
     """Watches every model's base path; calls `hint(name, path, moved_to)` on changes."""
 
     def __init__(self, models: Mapping[str, Path], hint: Hint, *, mode: str = "auto",
-                 poll_interval: float = 1.0, rescan_interval: float = 30.0) -> None:
+                 poll_interval: float = 1.0, rescan_interval: float = 30.0,
+                 settled: Callable[[str], bool] = lambda name: False) -> None:
+        """`settled(name)`: no version of `name` waits to be complete, so a poll tick that
+        sees its base path unchanged posts no hint."""
         super().__init__()
         self._hint = hint
         self._mode = mode
-        self._poll_interval = poll_interval
+        self._poller = Poller(hint, settled, poll_interval)
         self._rescan_interval = rescan_interval
         self._bases = dict(models)
         self._observers: dict[str, BaseObserver] = {}
@@ -108,6 +111,7 @@ class Source(FileSystemEventHandler):
         self._thread.start()
 
     def stop(self) -> None:
+        self._poller.stop()
         self._requests.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout=10)
@@ -145,15 +149,11 @@ class Source(FileSystemEventHandler):
 
     # -- the watch thread --------------------------------------------------------------------
     def _run(self) -> None:
-        for name in sorted(self._bases):
-            self._ensure(name)
-        now = time.monotonic()
-        next_poll, next_sweep = now + self._poll_interval, now + self._rescan_interval
+        self._ensure(*sorted(self._bases))
+        next_sweep = time.monotonic() + self._rescan_interval
         while True:
-            polled = self.polled()
-            deadline = min(next_poll if polled else math.inf, next_sweep)
             try:
-                request = self._requests.get(timeout=max(deadline - time.monotonic(), 0.0))
+                request = self._requests.get(timeout=max(next_sweep - time.monotonic(), 0.0))
             except queue.Empty:
                 request = ""
             if request is None:
@@ -163,42 +163,58 @@ class Source(FileSystemEventHandler):
             except Exception:  # a bug here must not end watching
                 log.exception("watch_step_failed")
             now = time.monotonic()
-            if now >= next_poll:
-                next_poll = now + self._poll_interval
-                for name in sorted(self.polled()):
-                    self._hint(name, self._bases[name], False)
             if now >= next_sweep:  # the safety net: re-place every watch
                 next_sweep = now + self._rescan_interval
-                for name in sorted(self._bases):
-                    self._ensure(name)
+                self._ensure(*sorted(self._bases))
 
     def _serve(self, request: str | _Configure) -> None:
         if isinstance(request, _Configure):
-            self._mode, self._poll_interval = request.mode, request.poll_interval
+            self._mode, self._poller.interval = request.mode, request.poll_interval
             self._rescan_interval = request.rescan_interval
             for name in set(self._bases) - set(request.models):
                 self._place(name, ())
             self._bases = dict(request.models)
-            for name in sorted(self._bases):
-                self._ensure(name)
+            self._ensure(*sorted(self._bases))
         elif request:
             self._ensure(request)
 
-    def _ensure(self, name: str) -> None:
-        """`_place_now` on a thread of its own, waited for a moment: a base path on a hung
-        mount (stat blocks) must not stop the other models' watches or the poll hints."""
-        if name in self._placing and self._placing[name].is_alive():
-            return  # still stuck since the last try
-        thread = threading.Thread(target=self._place_now, args=(name,), daemon=True,
-                                  name=f"modelswap-watch-place-{name}")
-        self._placing[name] = thread
-        thread.start()
-        thread.join(PLACE_TIMEOUT)
-        if thread.is_alive():
-            log.warning("watch_placement_slow", model=name, base_path=str(self._bases.get(name)),
-                        waited_s=PLACE_TIMEOUT, hint="its file system does not answer")
-        else:
-            del self._placing[name]
+    def _ensure(self, *names: str) -> None:
+        """`_place_now` for `names` on other threads: a base path on a hung mount (stat
+        blocks) must not stop the other models' watches. One thread per file system the
+        models are placed on now (by parent folder for those not placed yet), waited for
+        while it makes progress, given up on once one model takes `PLACE_TIMEOUT`."""
+        groups: dict[object, list[str]] = {}
+        for name in names:
+            if name not in self._bases or (name in self._placing
+                                            and self._placing[name].is_alive()):
+                continue  # gone, or still stuck since the last try
+            where = self._placements.get(name)
+            key = where[0].inode[0] if where else self._bases[name].parent
+            groups.setdefault(key, []).append(name)
+        running = []
+        for group in groups.values():
+            done: list[float] = [time.monotonic()]  # the time of each model placed
+            thread = threading.Thread(target=self._place_group, args=(group, done),
+                                      daemon=True, name=f"modelswap-watch-place-{group[0]}")
+            self._placing.update(dict.fromkeys(group, thread))
+            running.append((thread, group, done))
+            thread.start()
+        for thread, group, done in running:
+            while thread.is_alive() and time.monotonic() - done[-1] < PLACE_TIMEOUT:
+                thread.join(min(PLACE_TIMEOUT, 0.05))
+            if thread.is_alive():
+                log.warning("watch_placement_slow", model=group[len(done) - 1],
+                            models_waiting=len(group) - len(done) + 1, waited_s=PLACE_TIMEOUT,
+                            base_path=str(self._bases.get(group[len(done) - 1])),
+                            hint="its file system does not answer")
+            else:
+                for name in group:
+                    del self._placing[name]
+
+    def _place_group(self, names: list[str], done: list[float]) -> None:
+        for name in names:
+            self._place_now(name)
+            done.append(time.monotonic())
 
     def _place_now(self, name: str) -> bool:
         """Put the watches for `name` where they belong now; True when they moved."""
@@ -276,6 +292,9 @@ class Source(FileSystemEventHandler):
                         waiting.setdefault(parent, set()).add(other)
             self._routes = {path: frozenset(names) for path, names in routes.items()}
             self._waiting = {path: frozenset(names) for path, names in waiting.items()}
+            self._poller.assign({other: (self._bases[other], where[0].inode[0])
+                                 for other, where in self._placements.items()
+                                 if where[0].kind == "poll"})
 
     # -- events (observer thread: no I/O, no blocking) ----------------------------------
     def on_any_event(self, event: FileSystemEvent) -> None:

@@ -133,19 +133,19 @@ def main(argv: list[str] | None = None) -> int:
             took, _ = run_fleet(f"s3://{bucket}/n{count}/m", work / f"n{count}", exports,
                                 count, 0.0, publishes)
             rows.append((f"1 publish → all {count} member(s) available (poll {POLL} s)",
-                         spread(took, 1.0, "{:.2f}") + " s", f"{before:.1f}→{loadavg():.1f}"))
+                         spread(took, 1.0, "{:.2f}"), f"{before:.1f}→{loadavg():.1f}"))
         for jitter in (0.0, JITTER):
             before = loadavg()
             took, starts = run_fleet(f"s3://{bucket}/j{jitter:g}/m", work / f"j{jitter:g}",
                                      exports, 4, jitter, publishes)
             rows.append((f"2 load start spread, 4 members, swap_jitter {jitter:g} s",
-                         spread(starts, 1.0, "{:.2f}") + " s", f"{before:.1f}→{loadavg():.1f}"))
+                         spread(starts, 1.0, "{:.2f}"), f"{before:.1f}→{loadavg():.1f}"))
             rows.append((f"2 publish → all 4 available, swap_jitter {jitter:g} s",
-                         spread(took, 1.0, "{:.2f}") + " s", f"{before:.1f}→{loadavg():.1f}"))
+                         spread(took, 1.0, "{:.2f}"), f"{before:.1f}→{loadavg():.1f}"))
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    header = ("figure", "measured: median [min-max] n", "load avg")
+    header = ("figure", "measured (s): median [min-max] n", "load avg")
     width = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     print(f"machine: {machine()}")
     for r in [header, *rows]:

@@ -97,9 +97,9 @@ class ModelSwap:
             self._internal.start()
             if self.config.loader.gc_freeze:
                 heap.freeze_startup()
+            if self._mirrors is not None:  # creates the cache folders the gate lists and
+                self._mirrors.start()  # the source watches: before the first gate job
             self._coordinator.start()
-            if self._mirrors is not None:
-                self._mirrors.start()  # creates the cache folders the source watches
             self._source.start()
             self._consumers.start(self._router.code.consumers)
         return self

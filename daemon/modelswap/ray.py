@@ -127,6 +127,7 @@ class SwapDeployment:
         return self._swap
 
     def _start(self, config: Config) -> None:
+        self._own_cache(config)  # removed by `shutdown`, also after a failed start
         swap = ModelSwap(config, member=self.member).start()
         try:
             timeout = self._ready_timeout
@@ -137,7 +138,6 @@ class SwapDeployment:
             swap.stop()
             raise
         self._swap = swap
-        self._own_cache(config)
         log.info("ray_replica_ready", member=self.member, summary=swap.summary())
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:

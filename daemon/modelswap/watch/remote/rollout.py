@@ -59,7 +59,8 @@ class RolloutCopy:
 
     def _write(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{ROLLOUT_NAME}.tmp-{os.getpid()}")
+        # `.incoming-…`: a leftover of a crash is deleted by the cache's `prepare()`
+        tmp = self.path.with_name(f".incoming-rollout-{os.getpid()}")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

@@ -136,6 +136,10 @@ def test_three_daemons_follow_publishes_and_rollouts(fleet: Fleet, s3_url: str,
     fleet.until(dict.fromkeys(members, 2), "abort: every daemon back on v2")
     assert cli("rollout", s3_url, "--canary", "3", "--percent", str(PERCENT))[0] == 0
     fleet.until(split, "the canary again")
+    mirrored = {m: [r for r in d.logs if r.get("event") == "remote_mirrored"]
+                for m, d in fleet.daemons.items()}  # before the promote: only the canary
+    assert {m for m, found in mirrored.items() if any(r["version"] == 3 for r in found)} \
+        == canary  # members fetched v3 (the pin kept the others from downloading it)
     assert cli("rollout", s3_url, "--promote")[0] == 0
     fleet.until(dict.fromkeys(members, 3), "promote: every daemon on v3")
     wait_for(lambda: status_shows(s3_url, dict.fromkeys(members, 3)), "fleet status: all v3")

@@ -16,6 +16,7 @@ from modelswap.core.loop import HEARTBEAT_INTERVAL
 from modelswap.core.policy import aspired_versions
 from modelswap.errors import ConfigError, ModelNotFound, VersionNotAvailable
 from modelswap.events import ModelEvent, State, VersionStatus
+from modelswap.fleet.follow import MirrorRollouts
 from modelswap.fleet.rollout import member_id
 from modelswap.handles import Served
 from modelswap.load import heap
@@ -45,18 +46,20 @@ class ModelSwap:
 
     Thread-safe. `acquire()` never blocks on a load: it returns what is published now.
     Hooks and consumers named in the config are imported here (`ConfigError` if one
-    cannot be) and run while the ModelSwap is started.
+    cannot be) and run while the ModelSwap is started. `member`: this member's id in a
+    fleet (rollouts, status objects); default `MODELSWAP_MEMBER`, Ray's replica, the host.
     """
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, config: Config, *, member: str | None = None) -> None:
+        self.config, self.member = config, member or member_id()
+        self._rollouts = MirrorRollouts(self.member)
         code = load_user_code(config)
         self._dispatcher = Dispatcher()
         self._router = HookRouter(code)
         self._dispatcher.subscribe(self._router)
         self._consumers = Consumers(self)
         self._coordinator = Coordinator(config.models, config.loader, config.watch,
-                                        emit=self._emit, member=member_id(),
+                                        emit=self._emit, member=self.member,
                                         state_dir=state_dir(config.service.state_dir),
                                         swap_jitter=config.remote.swap_jitter)
         self._source = Source({m.name: m.base_path for m in config.models},
@@ -95,9 +98,9 @@ class ModelSwap:
             self._internal.start()
             if self.config.loader.gc_freeze:
                 heap.freeze_startup()
+            if self._mirrors is not None:  # creates the cache folders the gate lists and
+                self._mirrors.start()  # the source watches: before the first gate job
             self._coordinator.start()
-            if self._mirrors is not None:
-                self._mirrors.start()  # creates the cache folders the source watches
             self._source.start()
             self._consumers.start(self._router.code.consumers)
         return self
@@ -178,10 +181,14 @@ class ModelSwap:
         return self._mirrors.prepare(config)
 
     def _remote_wanted(self, name: str, complete: list[int]) -> frozenset[int]:
-        """The complete remote versions the model's policy and labels want."""
+        """The complete remote versions the model's policy and labels want, or the fleet
+        rollout (mirrored beside the versions) gives this member."""
         model = next((m for m in self.config.models if m.name == name), None)
         if model is None:
             return frozenset()
+        pinned = self._rollouts.wanted(name, model.base_path, complete, model.labels)
+        if pinned is not None:
+            return pinned
         return aspired_versions(complete, model.version_policy, model.labels)
 
     def _remote_keep(self, name: str) -> frozenset[int] | None:

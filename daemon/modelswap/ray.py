@@ -18,12 +18,16 @@ Each replica starts its swap in `__init__` and returns once the models `service.
 names serve a version (`service.start_timeout`, else Serve restarts it); Serve's
 `check_health` fails while the swap is unhealthy; a new `user_config` (a config mapping,
 `{"config_yaml": TEXT}` or `{"config_path": FILE}`) is applied by `ModelSwap.reload`:
-no replica restart, unchanged models keep their loaded versions.
+no replica restart, unchanged models keep their loaded versions. Remote models are mirrored
+into a cache folder of the replica's own (`<remote.cache_dir>/replicas/<member>`): replicas
+sharing a node never download into the same folders; a replica stopping removes its folder.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import threading
 import time
 from collections.abc import Mapping
@@ -38,7 +42,7 @@ from modelswap.fleet.rollout import member_id
 from modelswap.fleet.status import FleetReporter
 from modelswap.logger import get_logger
 
-__all__ = ["SwapDeployment", "config_from", "wait_ready"]
+__all__ = ["SwapDeployment", "config_from", "replica_config", "wait_ready"]
 
 log = get_logger("modelswap.ray")
 ConfigSource = Config | str | os.PathLike[str] | Mapping[str, Any]
@@ -61,6 +65,19 @@ def config_from(source: ConfigSource) -> Config:
     if isinstance(source, os.PathLike) or ("\n" not in text and Path(text).is_file()):
         return load_config(text)
     return parse_config(text, source="<config>")
+
+
+def replica_config(config: Config, member: str) -> Config:
+    """`config` with its remote cache in `<remote.cache_dir>/replicas/<member>` (unchanged
+    without remote models): each replica mirrors into folders of its own."""
+    if not any(m.is_remote for m in config.models):
+        return config
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", member).lstrip(".")[:200] or "_"
+    cache = config.remote.cache_dir / "replicas" / safe
+    models = [m.model_copy(update={"base_path": cache / m.base_path.name}) if m.is_remote
+              else m for m in config.models]
+    return config.model_copy(update={
+        "remote": config.remote.model_copy(update={"cache_dir": cache}), "models": models})
 
 
 def wait_ready(swap: ModelSwap, timeout: float | None) -> None:
@@ -97,8 +114,9 @@ class SwapDeployment:
         self._ready_timeout = ready_timeout
         self._swap: ModelSwap | None = None
         self._reporter: FleetReporter | None = None
+        self._cache: Path | None = None  # this replica's own remote cache folder
         if config is not None:
-            self._start(config_from(config))
+            self._start(replica_config(config_from(config), self.member))
 
     @property
     def swap(self) -> ModelSwap:
@@ -109,7 +127,8 @@ class SwapDeployment:
         return self._swap
 
     def _start(self, config: Config) -> None:
-        swap = ModelSwap(config).start()
+        self._own_cache(config)  # removed by `shutdown`, also after a failed start
+        swap = ModelSwap(config, member=self.member).start()
         try:
             timeout = self._ready_timeout
             wait_ready(swap, config.service.start_timeout if timeout is None else timeout)
@@ -124,19 +143,24 @@ class SwapDeployment:
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         """Serve's in-place update: apply the new config as a reload (no restart). A config
         that does not validate raises `ConfigError`, and the replica keeps the old one."""
-        config = config_from(user_config)
+        config = replica_config(config_from(user_config), self.member)
         if self._swap is None:
             self._start(config)
             return
-        before = {m.name: m.base_path for m in self._swap.config.models}
+        before = {m.name: m.source_url or m.base_path for m in self._swap.config.models}
         self._swap.reload(config)
-        after = {m.name: m.base_path for m in config.models}
+        self._own_cache(config)
+        after = {m.name: m.source_url or m.base_path for m in config.models}
         if self._fleet_status and after != before:
             if self._reporter is not None:
                 self._reporter.stop()
             self._reporter = FleetReporter(self._swap, self.member).start()
         log.info("ray_replica_reconfigured", member=self.member,
                  models=sorted(after))
+
+    def _own_cache(self, config: Config) -> None:
+        if any(m.is_remote for m in config.models):
+            self._cache = config.remote.cache_dir
 
     def check_health(self) -> None:
         """Serve's health check: raises unless the swap is healthy."""
@@ -154,6 +178,9 @@ class SwapDeployment:
         swap, self._swap = getattr(self, "_swap", None), None
         if swap is not None:
             swap.stop()
+        cache, self._cache = getattr(self, "_cache", None), None
+        if cache is not None:  # this replica's id is never used again
+            shutil.rmtree(cache, ignore_errors=True)
 
     def __del__(self) -> None:  # Serve calls it when it stops the replica
         try:

@@ -54,9 +54,11 @@ def config_yaml(base_path: Path | str, extra: str = "") -> str:
 
 def app(args: dict[str, Any]) -> Any:
     """The application builder a Serve config names (`import_path: serve_half_plus_two:app`):
-    `args.base_path` (required), `args.fleet_status` (write `_fleet/<member>.json`)."""
-    return HalfPlusTwo.bind(config_yaml(args["base_path"]),
-                            fleet_status=bool(args.get("fleet_status", False)))
+    `args.base_path` (a folder or `s3://...`), or `args.config` (a whole modelswap config
+    mapping, e.g. with a `remote:` section), and `args.fleet_status` (write
+    `_fleet/<member>.json`)."""
+    config = args.get("config") or config_yaml(args["base_path"])
+    return HalfPlusTwo.bind(config, fleet_status=bool(args.get("fleet_status", False)))
 
 
 def answers(handle: Any, replicas: int, timeout: float = 60.0) -> dict[str, dict[str, Any]]:

@@ -1,24 +1,29 @@
 """A local Ray Serve on 127.0.0.1 running 3 replicas of the example `SwapDeployment`.
 
-Deployed from a Serve config, as `serve run config.yaml` does: requests through a Serve
-handle report the version; a publish reaches every replica with 0 failed requests; a new
-`user_config` is applied in place (same replicas, same processes); every replica's status
-object feeds `modelswap fleet status`.
+One Ray cluster for the module. Deployed from a Serve config, as `serve run config.yaml`
+does: requests through a Serve handle report the version; a publish reaches every replica
+with 0 failed requests; a new `user_config` is applied in place (same replicas, same
+processes); every replica's status object feeds `modelswap fleet status`. From a moto S3
+bucket: a canary at 34% is served by exactly the replicas the hash picks, abort and promote
+converge, with a background caller seeing 0 failed requests throughout.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import modelswap
+from fleet.fleet_helpers import cli, table, wait_for
 from modelswap.fleet.cli import add_fleet_parsers
+from modelswap.fleet.rollout import serves_canary
 
 serve = pytest.importorskip("ray.serve")
 
@@ -28,8 +33,10 @@ REPLICAS = 3
 TIMEOUT = 90.0
 
 
-def app_config(base: Path, user_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A Serve config with one application: the example, 3 replicas, no HTTP proxy."""
+def app_config(base: Path | dict[str, Any], user_config: dict[str, Any] | None = None,
+               env: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Serve config with one application: the example, 3 replicas, no HTTP proxy; `base`
+    is the base path, or the application's `args`."""
     daemon = Path(modelswap.__file__).resolve().parents[1]
     deployment: dict[str, Any] = {"name": "HalfPlusTwo", "num_replicas": REPLICAS,
                                   "ray_actor_options": {"num_cpus": 0},
@@ -38,11 +45,12 @@ def app_config(base: Path, user_config: dict[str, Any] | None = None) -> dict[st
         deployment["user_config"] = user_config
     return {"proxy_location": "Disabled", "applications": [{
         "name": "fleet", "route_prefix": None, "import_path": "serve_half_plus_two:app",
-        "args": {"base_path": str(base), "fleet_status": True},
+        "args": base if isinstance(base, dict) else {"base_path": str(base),
+                                                     "fleet_status": True},
         # the package under test and the example, on every replica's path
         "runtime_env": {"env_vars": {"PYTHONPATH": os.pathsep.join(
             [str(daemon), str(EXAMPLE), os.environ.get("PYTHONPATH", "")]),
-            "TF_CPP_MIN_LOG_LEVEL": "2"}},
+            "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}},
         "deployments": [deployment]}]}
 
 
@@ -85,8 +93,9 @@ def ray_serve() -> Iterator[None]:
 class Survey:
     """Calls the application until each replica's latest answer meets a condition."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, answer: Callable[[int], float] | None = None) -> None:
         self.handle = handle
+        self.answer = answer or (lambda version: 0.5 + {1: 2.0, 2: 3.0}[version])
         self.latest: dict[str, dict[str, Any]] = {}
         self.calls = 0
         self.failures: list[str] = []
@@ -102,7 +111,7 @@ class Survey:
                 except Exception as exc:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
                     continue
-                assert answer["y"] == 0.5 + {1: 2.0, 2: 3.0}[answer["version"]], answer
+                assert answer["y"] == self.answer(answer["version"]), answer
                 self.latest[answer["member"]] = answer
         return dict(self.latest)
 
@@ -155,3 +164,92 @@ def test_replicas_follow_publish_and_reconfigure_in_place(ray_serve: None, tmp_p
     while any((base / "_fleet").iterdir()):
         assert time.monotonic() < deadline + TIMEOUT, list((base / "_fleet").iterdir())
         time.sleep(0.2)
+
+
+class Caller(threading.Thread):
+    """Calls the application through its handle in the background, counting failures
+    (errors and wrong answers) and answers by version."""
+
+    def __init__(self, handle: Any, answer: Callable[[int], float]) -> None:
+        super().__init__(daemon=True, name="test-ray-caller")
+        self.handle, self.answer = handle, answer
+        self.by_version: dict[int, int] = {}
+        self.failures: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            try:
+                answer = self.handle.remote(1.0).result(timeout_s=TIMEOUT)
+                if answer["y"] != self.answer(answer["version"]):
+                    self.failures.append(f"wrong answer {answer}")
+                self.by_version[answer["version"]] = self.by_version.get(answer["version"],
+                                                                         0) + 1
+            except Exception as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+
+    def stop(self) -> int:
+        self.halt.set()
+        self.join(TIMEOUT)
+        return sum(self.by_version.values())
+
+
+def test_replicas_follow_an_s3_rollout(ray_serve: None, tmp_path: Path, s3_url: str,
+                                       exports: Any) -> None:
+    from modelswap.watch.remote import publish
+
+    def answer(version: int) -> float:  # version N answers 0.5 x + N + 1
+        return 0.5 + version + 1.0
+
+    publish(exports.get(2.0), s3_url, 1)
+    cache = tmp_path / "cache"
+    config = {"models": [{"name": "half_plus_two", "base_path": s3_url}],
+              "remote": {"cache_dir": str(cache), "poll_interval": 0.5},
+              "service": {"require": "all"}}
+    env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                                      "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+    handle = deploy(app_config({"config": config, "fleet_status": True}, env=env))
+    survey = Survey(handle, answer)
+    caller = Caller(handle, answer)
+    caller.start()
+    try:
+        members = sorted(survey.until(lambda a: a["version"] == 1, "every replica serves v1"))
+        canary = {m for m in members if serves_canary(m, "half_plus_two", 34)}
+
+        def converged(want: dict[str, int]) -> None:
+            survey.until(lambda a: a["version"] == want[a["member"]], f"replicas: {want}")
+
+            def shown() -> bool:
+                code, out = cli("fleet", "status", s3_url)
+                return code == 0 and {m: v for m, (v, _) in table(out).items()} == {
+                    m: str(v) for m, v in want.items()}
+
+            wait_for(shown, f"fleet status shows {want}")
+
+        converged(dict.fromkeys(members, 1))
+        publish(exports.get(3.0), s3_url, 2)  # a publish reaches every replica
+        converged(dict.fromkeys(members, 2))
+
+        assert cli("rollout", s3_url, "--stable", "2")[0] == 0
+        publish(exports.get(4.0), s3_url, 3)
+        split = {m: 3 if m in canary else 2 for m in members}
+        code, out = cli("rollout", s3_url, "--canary", "3", "--percent", "34")
+        assert code == 0 and "stable 2, canary 3 on 34%" in out, out
+        converged(split)  # exactly the replicas the hash picks serve the canary
+        assert cli("rollout", s3_url, "--abort")[0] == 0
+        converged(dict.fromkeys(members, 2))
+        assert cli("rollout", s3_url, "--canary", "3", "--percent", "34")[0] == 0
+        converged(split)
+        assert cli("rollout", s3_url, "--promote")[0] == 0
+        converged(dict.fromkeys(members, 3))
+    finally:
+        calls = caller.stop()
+    assert caller.failures == [] and survey.failures == []
+    assert set(caller.by_version) == {1, 2, 3}
+    print(cli("fleet", "status", s3_url)[1], f"\ncanary replicas {sorted(canary)}; "
+          f"{calls} background calls, {survey.calls} survey calls, 0 failed")
+
+    serve.delete("fleet")  # stopped on purpose: status objects and cache folders go
+    wait_for(lambda: "no member status objects" in cli("fleet", "status", s3_url)[1],
+             "status objects removed")
+    wait_for(lambda: not any((cache / "replicas").iterdir()), "replica caches removed")

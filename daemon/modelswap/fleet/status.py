@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from modelswap.events import State, VersionStatus
 from modelswap.fleet.repo import Repository, RepositoryError
-from modelswap.fleet.rollout import member_id
 from modelswap.fleet.timefmt import iso, parse_iso
 from modelswap.logger import get_logger
 
@@ -246,7 +245,7 @@ class FleetReporter:
                  targets: Mapping[str, str | os.PathLike[str]] | None = None,
                  interval: float = HEARTBEAT, min_gap: float = 1.0) -> None:
         self.swap = swap
-        self.member = member or member_id()
+        self.member = member or swap.member
         where = dict(targets) if targets is not None else {
             m.name: m.source_url or m.base_path for m in swap.config.models}
         groups: dict[str, list[str]] = {}
@@ -269,13 +268,23 @@ class FleetReporter:
         while not self._halt.is_set():
             status = self.swap.status()
             for writer, names in self._writers:
-                writer.offer({n: status.get(n, ()) for n in names})
+                writer.offer({n: status.get(n, ()) for n in names},
+                             {n: self._served(n) for n in names})
             due = min((w.due() for w, _ in self._writers), default=time.time() + HEARTBEAT)
             gap = min((w.min_gap for w, _ in self._writers), default=1.0)
             self._wake.wait(max(due - time.time(), 0.05))
             if self._wake.is_set() and not self._halt.is_set():
                 self._halt.wait(gap)  # let a burst of changes settle into one write
             self._wake.clear()
+
+    def _served(self, name: str) -> int | None:
+        """The version `acquire(name)` returns now: under a rollout, the member's default
+        (a canary member's canary may be older than its stable), not the newest."""
+        try:
+            with self.swap.acquire(name) as served:
+                return served.version
+        except LookupError:
+            return None
 
     def stop(self) -> None:
         if self._unsubscribe is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from modelswap import ModelSwap, State, parse_config
 from modelswap.cli.status import fetch_models, render_status
@@ -190,3 +191,17 @@ def test_duplicated_reordered_and_dropped_queue_events_converge(
     swap.wait_until_available("m", version=3, timeout=TIMEOUT)
     assert answer(swap) == (3, Models.answer("c"))
     assert events.states(1).count(State.AVAILABLE) == 1 and State.ERROR not in events.states(3)
+
+
+def test_start_up_never_finds_the_cache_folder_missing(tmp_path: Path, bucket: str,
+                                                       models: Models, run_swap: Any) -> None:
+    """The mirrors create the cache folders before the coordinator's first gate job lists
+    them: no `base_path_unavailable` warning for a fresh cache."""
+    url = f"s3://{bucket}/fresh/m"
+    publish(models.get("a"), url)
+    for attempt in range(3):
+        with capture_logs() as logs:
+            swap, _ = run_swap(config_text(tmp_path / str(attempt), url))
+            assert swap.wait_until_available("m", timeout=TIMEOUT) == 1
+            swap.stop()
+        assert [e for e in logs if e["event"] == "base_path_unavailable"] == []

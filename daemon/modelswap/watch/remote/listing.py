@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from modelswap.fleet.rollout import ROLLOUT_NAME
+
 from .client import Client, ObjectInfo
 from .manifest import MANIFEST_NAME
 
@@ -21,21 +23,24 @@ def parse_version(name: str) -> int | None:
 
 @dataclass(frozen=True)
 class Listed:
-    """One listing of the base path: version → folder name, and numbers named twice."""
+    """One listing of the base path: version → folder name, numbers named twice, and the
+    fleet rollout object beside the versions (`_modelswap_rollout.json`), if any."""
 
     versions: dict[int, str]
     duplicates: dict[int, list[str]]
+    rollout: ObjectInfo | None = None
 
 
 def list_versions(client: Client) -> Listed:
     """One delimiter listing; stray objects and non-numeric prefixes are ignored."""
-    names, _ = client.list_dir("")
+    names, objects = client.list_dir("")
     by_number: dict[int, list[str]] = {}
     for name in names:
         if (n := parse_version(name)) is not None:
             by_number.setdefault(n, []).append(name)
     return Listed({n: ns[0] for n, ns in by_number.items() if len(ns) == 1},
-                  {n: sorted(ns) for n, ns in by_number.items() if len(ns) > 1})
+                  {n: sorted(ns) for n, ns in by_number.items() if len(ns) > 1},
+                  next((o for o in objects if o.path == ROLLOUT_NAME), None))
 
 
 @dataclass(frozen=True)

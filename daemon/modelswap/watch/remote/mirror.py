@@ -28,14 +28,13 @@ from .errors import RemoteError, log_store_failure, redact
 from .judge import judge
 from .listing import list_version, list_versions
 from .proof import ShardNeeds, default_shard_needs
+from .rollout import RolloutCopy
 from .state import MirrorStatus, Record
 from .store import Remote, open_remote
 
 __all__ = ["Mirror"]
 
 log = get_logger("modelswap.remote")
-
-
 _MAX_RECHECK_POLLS = 32  # an unchanged incomplete version is re-listed at least this often
 
 
@@ -45,7 +44,8 @@ class Mirror:
     `wanted(sorted complete versions)` returns the versions to mirror (the version policy
     stays with the caller); `keep()` the ones never to prune (e.g. the one serving).
     `on_change(version, "mirrored" | "pruned")` is called after the cache changed.
-    `pool` may be shared by several mirrors to bound downloads process-wide.
+    `pool` may be shared by several mirrors to bound downloads process-wide. The store's
+    rollout file is copied beside the versions; `on_rollout(path)` after the copy changed.
     """
 
     def __init__(self, model: str, url: str, config: RemoteConfig | None = None, *,
@@ -56,10 +56,12 @@ class Mirror:
                  remote: Remote | None = None, pool: Executor | None = None,
                  shard_needs: ShardNeeds = default_shard_needs,
                  retry_initial: float = 1.0, retry_max: float = 300.0,
-                 min_free: int | None = None, counters: Counters | None = None) -> None:
+                 min_free: int | None = None, counters: Counters | None = None,
+                 on_rollout: Callable[[Path], object] | None = None) -> None:
         self.model, self.config = model, config or RemoteConfig()
         self.tags = tuple(sorted(tags))
         self.cache = Cache(self.config.cache_dir, model)
+        self._rollout = RolloutCopy(model, self.cache.dir, on_rollout)
         self.counters = counters or Counters()
         self._url, self._wanted, self._keep, self._on_change = url, wanted, keep, on_change
         self._shard_needs = shard_needs
@@ -164,8 +166,7 @@ class Mirror:
 
     # the loop -------------------------------------------------------------------------
     def _backoff(self, attempts: int) -> float:
-        initial, most = self._retry
-        return float(min(most, initial * 2 ** max(0, attempts - 1)))
+        return float(min(self._retry[1], self._retry[0] * 2 ** max(0, attempts - 1)))
 
     def _next_delay(self) -> float:
         if self._failures:
@@ -205,6 +206,7 @@ class Mirror:
                 return False
             try:
                 listed = list_versions(client)
+                self._rollout.sync(client, listed.rollout)  # before `wanted` reads it
                 self._judge_all(client, listed.versions, full)
             except RemoteError as e:
                 self._store_failed(e)

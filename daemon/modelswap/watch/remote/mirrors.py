@@ -88,7 +88,8 @@ class Mirrors:
                           wanted=lambda complete: self._wanted(name, complete), keep=keep_now,
                           on_change=lambda n, what: self._changed(
                               name, model.base_path / str(n), what == "mirrored"),
-                          pool=pool, counters=counters)
+                          pool=pool, counters=counters,
+                          on_rollout=lambda path: self._changed(name, path, False))
         except RemoteError as e:
             i = next(i for i, m in enumerate(config.models) if m.name == name)
             raise ConfigError(str(e), file=config.source, line=config.line_of(

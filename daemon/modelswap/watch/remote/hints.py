@@ -26,16 +26,16 @@ __all__ = ["Hints", "missing_client", "open_hints"]
 
 log = get_logger("modelswap.remote")
 Route = tuple[str, str, Callable[[], None]]
-_CLIENTS: dict[QueueKind, tuple[str, str]] = {
-    "sqs": ("boto3", "modelswap[remote]"),
-    "pubsub": ("google.cloud.pubsub_v1", "modelswap[gcs]"),
+_CLIENTS: dict[QueueKind, tuple[str, str, str]] = {  # module, distribution, extra
+    "sqs": ("boto3", "boto3", "modelswap[remote]"),
+    "pubsub": ("google.cloud.pubsub_v1", "google-cloud-pubsub", "modelswap[gcs]"),
 }
 
 
 def missing_client(queue: str) -> str | None:
     """Why `queue` cannot be listened to here (its client library is not installed), or
     None. Checked when a config is prepared, so the error names `remote.queue`."""
-    module, extra = _CLIENTS[queue_kind(queue)]
+    module, distribution, extra = _CLIENTS[queue_kind(queue)]
     try:
         found = importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # a parent package (google.cloud) is missing
@@ -43,7 +43,7 @@ def missing_client(queue: str) -> str | None:
     if found:
         return None
     what = "a Pub/Sub subscription" if queue_kind(queue) == "pubsub" else "an SQS queue"
-    return f"{what} needs {module.split('.')[0]}: pip install '{extra}'"
+    return f"{what} needs {distribution}: pip install '{extra}'"
 
 
 class Hints(ABC):

@@ -84,19 +84,19 @@ def test_sighup_adds_changes_and_removes_remote_models_without_downloading_again
     m_url, n_url = f"s3://{bucket}/m", f"s3://{bucket}/n"
     publish(models.get("a"), m_url)
     publish(models.get("b"), n_url)
-    cache = tmp_path / "cache"
+    cache = tmp_path / "cache"  # systemd's CacheDirectory= (remote.conf): the default
     config = tmp_path / "config.yaml"
 
     def write(names: list[str], poll: str) -> None:
         urls = {"m": m_url, "n": n_url}
         config.write_text("models:\n" + "".join(
             f"  - name: {name}\n    base_path: {urls[name]}\n" for name in names)
-            + f"remote:\n  cache_dir: {cache}\n  poll_interval: {poll}\n"
+            + f"remote:\n  poll_interval: {poll}\n"
             "http:\n  listen: 127.0.0.1:0\nlogging:\n  format: json\n")
 
     write(["m"], "1h")  # no poll due during the test: only a reload makes a new listing
-    d = DaemonProcess(config, tmp_path, env={"PYTHONPATH": str(DAEMON),
-                                             "TF_CPP_MIN_LOG_LEVEL": "2"})
+    d = DaemonProcess(config, tmp_path, env={"PYTHONPATH": str(DAEMON), "CACHE_DIRECTORY": str(
+        cache), "TF_CPP_MIN_LOG_LEVEL": "2"})
     try:
         d.wait_note(lambda n: n.get("READY") == "1", what="READY=1")
         http = d.wait_log(lambda r: r.get("event") == "http_listening")["url"]

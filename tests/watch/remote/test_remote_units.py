@@ -199,3 +199,19 @@ def test_a_base_path_that_appears_later(tmp_path: Path, models: Models) -> None:
     publish(models.get("a"), root.as_uri())  # creates the folder
     assert mirror.poll_once()
     wait_for(lambda: (v := mirror.status().version(1)) is not None and v.state == "mirrored")
+
+
+def test_start_writeback_starts_write_out_and_never_fails(tmp_path: Path) -> None:
+    from modelswap.watch.remote import writeback
+
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        f.write(b"x" * 100_000)
+        f.flush()
+        writeback.start_writeback(f.fileno(), 0, 100_000)
+        writeback.start_writeback(f.fileno(), 0, 0)
+        os.fsync(f.fileno())
+    writeback.start_writeback(-1, 0, 1)  # EBADF: ignored, and still in use afterwards
+    if os.uname().sysname == "Linux":
+        assert writeback._sync_file_range is not None
+    assert path.read_bytes() == b"x" * 100_000

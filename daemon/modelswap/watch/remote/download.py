@@ -5,6 +5,12 @@ fails the download instead of mixing two uploads. With a manifest, every file's 
 crc32c must match it; without one, every file's size must match the listing (and the
 local manifest written beside the files is built from what arrived).
 A failed or interrupted download leaves only the `.incoming-<N>` folder, which is deleted.
+
+Throughput (bench/remote.py, against obstore's plain `get` of the same files): chunks of
+1 MiB, hashed and written on a writer thread while the next one arrives, each handed to
+the disk at once (`writeback.start_writeback`), so the fsync before the rename finds little
+left to write. With 8 MiB chunks and the whole fsync at the end the download ran at ~0.8x
+the plain `get`; this way ~1.0x (16 to 128 MiB versions, same run, medians).
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from .cache import Cache
 from .client import Client
 from .errors import RemoteError
 from .manifest import MANIFEST_NAME, FileEntry, Hasher, Manifest, safe_relpath
+from .writeback import start_writeback
 
 __all__ = ["MIN_FREE", "DownloadError", "DownloadErrorKind", "Plan", "download"]
 
 MIN_FREE = 64 << 20  # bytes left free on the cache's file system after a download
+CHUNK = 1 << 20  # bytes per read: small enough that disk and network work side by side
 DownloadErrorKind = Literal["checksum", "changed", "space", "store", "stopped", "invalid"]
 
 
@@ -53,9 +61,10 @@ class Plan:
 
 class _Sink:
     """Hash and write one file's chunks on a worker thread, in order, while the next chunk
-    downloads (at most `DEPTH` chunks wait in memory)."""
+    downloads (at most `DEPTH` chunks wait in memory); each written chunk's write-out to
+    disk starts at once."""
 
-    DEPTH = 2
+    DEPTH = 4
 
     def __init__(self, pool: Executor, f: BinaryIO, h: Hasher) -> None:
         self._pool, self._f, self._h = pool, f, h
@@ -64,6 +73,8 @@ class _Sink:
     def _write(self, chunk: bytes) -> None:
         self._h.update(chunk)
         self._f.write(chunk)
+        self._f.flush()
+        start_writeback(self._f.fileno(), self._h.size - len(chunk), len(chunk))
 
     def put(self, chunk: bytes) -> None:
         self._pending.append(self._pool.submit(self._write, chunk))
@@ -90,7 +101,7 @@ def _fetch(client: Client, plan: Plan, dest: Path, rel: str, size: int, etag: st
     with open(path, "wb") as f:
         sink = _Sink(pool, f, h)
         try:
-            for chunk in client.stream(f"{plan.name}/{rel}", if_match=etag):
+            for chunk in client.stream(f"{plan.name}/{rel}", if_match=etag, chunk=CHUNK):
                 if stop():
                     raise DownloadError("stopped", "stopped")
                 received += len(chunk)

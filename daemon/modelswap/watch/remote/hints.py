@@ -92,6 +92,9 @@ class Hints(ABC):
         """One long poll (at most `wait_seconds`): handle what arrived, acknowledge it;
         return the number of messages."""
 
+    def close(self) -> None:  # noqa: B027 (most clients need nothing)
+        """Release the client's connections (called by the receiving thread as it ends)."""
+
     def _run(self) -> None:
         failures = 0
         shown = redact(self.queue)
@@ -110,6 +113,7 @@ class Hints(ABC):
             if failures:
                 log.info("remote_queue_reachable", queue=shown, kind=self.kind)
             failures = 0
+        self.close()
 
     def start(self) -> Hints:
         self._thread = threading.Thread(target=self._run, name="modelswap-remote-queue",

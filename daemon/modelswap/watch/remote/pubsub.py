@@ -48,6 +48,7 @@ class PubSubHints(Hints):
         super().__init__(subscription, wait_seconds=wait_seconds, retry_initial=retry_initial,
                          retry_max=retry_max)
         self._subscriber = subscriber
+        self._owned = subscriber is None
 
     def handle(self, attributes: Mapping[str, str], data: bytes) -> int:
         """Poke the mirrors one message concerns; return how many."""
@@ -64,6 +65,11 @@ class PubSubHints(Hints):
 
             self._subscriber = pubsub_v1.SubscriberClient()
         return self._subscriber
+
+    def close(self) -> None:
+        if self._owned and self._subscriber is not None:
+            self._subscriber.close()
+            self._subscriber = None
 
     def receive_once(self) -> int:
         from google.api_core.exceptions import DeadlineExceeded

@@ -47,6 +47,7 @@ class QueueHints(Hints):
         super().__init__(queue_url, wait_seconds=wait_seconds, retry_initial=retry_initial,
                          retry_max=retry_max)
         self._sqs = sqs
+        self._owned = sqs is None
 
     @property
     def queue_url(self) -> str:
@@ -70,6 +71,11 @@ class QueueHints(Hints):
                       or (match.group(1) if match else "us-east-1"))
             self._sqs = boto3.client("sqs", region_name=region)
         return self._sqs
+
+    def close(self) -> None:
+        if self._owned and self._sqs is not None:
+            self._sqs.close()
+            self._sqs = None
 
     def receive_once(self) -> int:
         sqs = self._client()

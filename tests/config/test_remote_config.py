@@ -90,3 +90,56 @@ def test_check_reports_a_store_that_cannot_be_built(
     out, err = capsys.readouterr()
     assert f"{config}:5: models[1].base_path: az://container/b:" in err
     assert f"a: file://{tmp_path}/store/a mirrored into " in out
+
+
+@pytest.mark.parametrize(("queue", "kind"), [
+    ("https://sqs.eu-west-1.amazonaws.com/123456789012/models", "sqs"),
+    ("http://127.0.0.1:5000/123456789012/models", "sqs"),  # moto, LocalStack
+    ("projects/ml-prod/subscriptions/model-events", "pubsub"),
+    ("projects/example.com:ml-prod/subscriptions/model.events~1", "pubsub"),
+])
+def test_remote_queue_names_an_sqs_queue_or_a_pubsub_subscription(queue: str, kind: str) -> None:
+    from modelswap.config.remote import queue_kind
+
+    config = parse_config(remote_yaml("s3://b/m", f"remote:\n  queue: '{queue}'\n"))
+    assert config.remote.queue == queue and queue_kind(queue) == kind
+
+
+@pytest.mark.parametrize(("queue", "message"), [
+    ("arn:aws:sqs:eu-west-1:123456789012:models", "by its URL (https://sqs.REGION"),
+    ("projects/ml-prod/topics/model-events", "is a Pub/Sub topic: name a subscription"),
+    ("projects/ml-prod/subscriptions/x", "not a Pub/Sub subscription name"),
+    ("projects/ml-prod/subscriptions/goog-events", "not a Pub/Sub subscription name"),
+    ("model-events", "expected an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) "
+                     "or a Pub/Sub subscription (projects/PROJECT/subscriptions/NAME)"),
+    ("https://sqs.eu-west-1.amazonaws.com", "expected an SQS queue URL"),
+    ("sqs://models", "expected an SQS queue URL"),
+    ("https://AKIA:hunter2secret@sqs.eu-west-1.amazonaws.com/1/q", "credentials do not belong"),
+])
+def test_a_bad_queue_is_an_error_at_its_line(queue: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(remote_yaml("s3://b/m", f"remote:\n  poll_interval: 1m\n"
+                                             f"  queue: '{queue}'\n"), source="c.yaml")
+    text = str(caught.value)
+    assert text.startswith("c.yaml:6: remote.queue: ") and message in text, text
+    assert "hunter2secret" not in text
+
+
+def test_check_reports_a_queue_client_that_is_not_installed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        return None if name.startswith("google.cloud.pubsub") else real(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"models:\n  - name: a\n    base_path: file://{tmp_path}/store/a\n"
+                      "remote:\n  queue: projects/ml-prod/subscriptions/model-events\n")
+    assert main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{config}:5: remote.queue: a Pub/Sub subscription needs google-cloud-pubsub: "
+            "pip install 'modelswap[gcs]'") in err, err

@@ -19,9 +19,10 @@ def check_remote(config: Config) -> None:
     Raises `ConfigError` naming the base path's line for a store that cannot work."""
     try:
         from modelswap.watch.remote import RemoteError, open_remote, redact
+        from modelswap.watch.remote.mirrors import queue_error
     except ImportError as exc:
         raise _extra_missing(exc, config.source) from None
-    errors = []
+    errors = [e for e in (queue_error(config),) if e is not None]
     for i, model in enumerate(config.models):
         if model.source_url is None:
             continue

@@ -9,12 +9,13 @@ store (obstore is an optional extra); opening one is `modelswap.watch.remote`'s 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, Field, StrictStr
 
 from modelswap.config.types import (
     FROZEN,
@@ -29,11 +30,14 @@ from modelswap.config.types import (
 __all__ = [
     "CLOUD_SCHEMES",
     "REMOTE_SCHEMES",
+    "QueueKind",
     "RemoteConfig",
     "cache_dir_of",
     "default_cache_dir",
     "is_url",
+    "queue_kind",
     "split_remote",
+    "validate_queue",
     "validate_url",
 ]
 
@@ -41,6 +45,13 @@ CLOUD_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gcs", "az": "azure", "azure": "
                  "abfs": "azure", "abfss": "azure", "adl": "azure"}
 REMOTE_SCHEMES = frozenset({*CLOUD_SCHEMES, "file", "memory"})
 MIN_FREE = 64 << 20
+QueueKind = Literal["sqs", "pubsub"]
+# projects/PROJECT/subscriptions/NAME: a project id (maybe domain-scoped, example.com:p) and
+# a subscription name as Pub/Sub allows them (3-255 characters, starting with a letter)
+_SUBSCRIPTION = re.compile(r"projects/(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z](?:[a-z0-9-]*[a-z0-9])?"
+                           r"/subscriptions/[A-Za-z][A-Za-z0-9._~+%-]{2,254}")
+_QUEUE_FORMS = ("an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) or a "
+                "Pub/Sub subscription (projects/PROJECT/subscriptions/NAME)")
 
 
 def default_cache_dir() -> Path:
@@ -90,6 +101,37 @@ def validate_url(url: str) -> str:
     return url
 
 
+def queue_kind(queue: str) -> QueueKind:
+    """Which service a valid `remote.queue` names: a Pub/Sub subscription or an SQS queue."""
+    return "pubsub" if queue.startswith("projects/") else "sqs"
+
+
+def validate_queue(queue: str) -> str:
+    """`queue` if it names an SQS queue by URL or a Pub/Sub subscription by its full name,
+    else a ValueError that says which forms are accepted (never echoing a query string)."""
+    shown = _shown(queue)
+    if queue.startswith("projects/"):
+        if "/topics/" in queue:
+            raise ValueError(f"{shown!r} is a Pub/Sub topic: name a subscription to it "
+                             "(projects/PROJECT/subscriptions/NAME)")
+        if not _SUBSCRIPTION.fullmatch(queue) or queue.rsplit("/", 1)[1].startswith("goog"):
+            raise ValueError(f"{shown!r}: not a Pub/Sub subscription name; expected "
+                             "projects/PROJECT/subscriptions/NAME")
+        return queue
+    if queue.startswith("arn:"):
+        raise ValueError(f"{shown!r}: name the SQS queue by its URL "
+                         "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME), not its ARN")
+    try:
+        parts = urlsplit(queue)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("https", "http") or not parts.netloc or not parts.path.strip("/"):
+        raise ValueError(f"{shown!r}: expected {_QUEUE_FORMS}")
+    if parts.password is not None:
+        raise ValueError(f"{shown}: credentials do not belong in the queue URL")
+    return queue
+
+
 def split_remote(model: object, cache_dir: Path, *, only_urls: bool = False) -> object:
     """A model mapping whose `base_path` is a URL (or, unless `only_urls`, which has a
     `source_url`), rewritten to `source_url: URL` and `base_path: <cache_dir>/<name>`;
@@ -123,8 +165,9 @@ class RemoteConfig(BaseModel):
     `~/.cache/modelswap`); at most `max_downloads` versions download at once, process-wide,
     and none starts unless `min_free` bytes stay free after it. Each store is listed every
     `poll_interval` (±`poll_jitter`, so a fleet does not list in step); a request with no
-    byte for `stall_timeout` fails. `queue` is an SQS queue URL receiving the buckets'
-    event notifications: hints to list now, never the truth.
+    byte for `stall_timeout` fails. `queue` receives the buckets' event notifications:
+    an SQS queue URL (S3) or a Pub/Sub subscription `projects/P/subscriptions/S` (GCS);
+    they are hints to list now, never the truth.
     """
 
     model_config = FROZEN
@@ -134,7 +177,7 @@ class RemoteConfig(BaseModel):
     poll_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
     stall_timeout: PositiveDuration = 30.0
     min_free: Size = MIN_FREE
-    queue: Annotated[StrictStr, Field(min_length=1)] | None = None
+    queue: Annotated[StrictStr, AfterValidator(validate_queue)] | None = None
     # a fleet's members each wait their own offset in [0, swap_jitter) before loading a new
     # version beside the served one (docs/fleet.md), so a fleet never loads it all at once
     swap_jitter: Annotated[Duration, Field(ge=0)] = 0.0

@@ -199,3 +199,53 @@ def test_a_base_path_that_appears_later(tmp_path: Path, models: Models) -> None:
     publish(models.get("a"), root.as_uri())  # creates the folder
     assert mirror.poll_once()
     wait_for(lambda: (v := mirror.status().version(1)) is not None and v.state == "mirrored")
+
+
+def test_start_writeback_starts_write_out_and_never_fails(tmp_path: Path) -> None:
+    from modelswap.watch.remote import writeback
+
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        f.write(b"x" * 100_000)
+        f.flush()
+        writeback.start_writeback(f.fileno(), 0, 100_000)
+        writeback.start_writeback(f.fileno(), 0, 0)
+        os.fsync(f.fileno())
+    writeback.start_writeback(-1, 0, 1)  # EBADF: ignored, and still in use afterwards
+    if os.uname().sysname == "Linux":
+        assert writeback._sync_file_range is not None
+    assert path.read_bytes() == b"x" * 100_000
+
+
+def test_download_fetches_files_side_by_side_and_one_bad_file_fails_it(
+        tmp_path: Path, models: Models) -> None:
+    from modelswap.watch.remote.cache import Cache
+    from modelswap.watch.remote.client import Client
+    from modelswap.watch.remote.download import DownloadError, download
+    from modelswap.watch.remote.judge import judge
+    from modelswap.watch.remote.listing import list_version
+
+    url = memory_url()
+    publish(models.get("vocab"), url)
+    client = Client(open_remote(url))
+    _, plan = judge(client, list_version(client, "1", 1), ("serve",))
+    assert plan is not None and plan.manifest is not None and len(plan.files) >= 4
+    cache = Cache(tmp_path / "cache", "m")
+    cache.prepare()
+    done = download(client, cache, plan)
+    assert verify_dir(done, plan.manifest) is None
+    assert json.loads((done / MANIFEST_NAME).read_bytes()) == json.loads(plan.manifest_bytes or b"")
+    # the same version with one small file damaged (same size): the whole download fails
+    # with that file's checksum error, not the "stopped" of the files it cut short
+    store = client.remote
+    key = store.key("1/saved_model.pb")
+    damaged = bytes(b ^ 0xFF for b in bytes(obstore.get(store.store, key).bytes()))
+    obstore.put(store.store, key, damaged)
+    _, plan = judge(client, list_version(client, "1", 1), ("serve",))
+    assert plan is not None
+    other = Cache(tmp_path / "other", "m")
+    other.prepare()
+    with pytest.raises(DownloadError) as caught:
+        download(client, other, plan)
+    assert caught.value.kind == "checksum" and "saved_model.pb" in str(caught.value)
+    assert list(other.dir.iterdir()) == []  # the .incoming folder is gone

@@ -8,17 +8,19 @@ its manifest (or proven complete from its content), fsynced and renamed to
 from .client import Counters
 from .config import RemoteConfig, default_cache_dir
 from .errors import RemoteError, redact
+from .hints import Hints, open_hints
 from .manifest import CLAIM_NAME, MANIFEST_NAME, Manifest, ManifestError, build_manifest
 from .mirror import Mirror
 from .proof import ShardNeeds, default_shard_needs
 from .publish import cli_publish, publish
+from .pubsub import PubSubHints
 from .sqs import QueueHints
 from .state import MirrorStatus, RemoteVersion
 from .store import Remote, is_remote, open_remote
 
 __all__ = [
-    "CLAIM_NAME", "MANIFEST_NAME", "Counters", "Manifest", "ManifestError", "Mirror",
-    "MirrorStatus", "QueueHints", "Remote", "RemoteConfig", "RemoteError", "RemoteVersion",
-    "ShardNeeds", "build_manifest", "cli_publish", "default_cache_dir", "default_shard_needs",
-    "is_remote", "open_remote", "publish", "redact",
+    "CLAIM_NAME", "MANIFEST_NAME", "Counters", "Hints", "Manifest", "ManifestError", "Mirror",
+    "MirrorStatus", "PubSubHints", "QueueHints", "Remote", "RemoteConfig", "RemoteError",
+    "RemoteVersion", "ShardNeeds", "build_manifest", "cli_publish", "default_cache_dir",
+    "default_shard_needs", "is_remote", "open_hints", "open_remote", "publish", "redact",
 ]

@@ -23,11 +23,11 @@ from modelswap.logger import get_logger
 
 from .client import Counters
 from .errors import RemoteError
+from .hints import Hints, missing_client, open_hints
 from .mirror import Mirror
-from .sqs import QueueHints
 from .state import MirrorStatus
 
-__all__ = ["Mirrors"]
+__all__ = ["Mirrors", "queue_error"]
 
 log = get_logger("modelswap.remote")
 
@@ -42,6 +42,17 @@ Changed = Callable[[str, Path, bool], None]
 def _key(model: ModelConfig, remote: RemoteConfig) -> tuple[object, ...]:
     """What a running mirror was built from: a change means a new mirror."""
     return (model.source_url, model.tags, remote.model_copy(update={"queue": None}))
+
+
+def queue_error(config: Config) -> ConfigError | None:
+    """An error at `remote.queue` if remote models need a queue whose client library is
+    not installed (boto3 for SQS, google-cloud-pubsub for Pub/Sub)."""
+    queue = config.remote.queue
+    why = missing_client(queue) if queue and any(m.is_remote for m in config.models) else None
+    if why is None:
+        return None
+    return ConfigError(why, file=config.source, line=config.line_of("remote", "queue"),
+                       key="remote.queue")
 
 
 @dataclass
@@ -65,7 +76,7 @@ class Mirrors:
         self._counters: dict[str, Counters] = {}  # per model, across mirror restarts
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
-        self._queue: QueueHints | None = None
+        self._queue: Hints | None = None
         self._queue_url: str | None = None
         self._running = False
         self._lock = threading.Lock()
@@ -99,6 +110,8 @@ class Mirrors:
         """The mirrors `config` needs (raises `ConfigError`); nothing runs yet."""
         remote = config.remote
         models = [m for m in config.models if m.is_remote]
+        if (error := queue_error(config)) is not None:
+            raise error
         resize = self._pool is None or remote.max_downloads != self._pool_size
         pool = ThreadPoolExecutor(remote.max_downloads, thread_name_prefix="modelswap-dl") \
             if resize and models else None
@@ -143,14 +156,15 @@ class Mirrors:
 
     def _configure_queue(self) -> None:
         queue = self._queue_url if self._running and self._mirrors else None
-        if self._queue is not None and queue != self._queue.queue_url:
+        if self._queue is not None and queue != self._queue.queue:
             self._queue.stop(timeout=0.0)  # its long poll ends by itself
             self._queue = None
         if queue is None:
             return
         if self._queue is None:
-            self._queue = QueueHints(queue).start()
-            log.info("remote_queue_listening", queue=self._queue.queue_url.split("?")[0])
+            self._queue = open_hints(queue).start()
+            log.info("remote_queue_listening", queue=queue.split("?")[0],
+                     kind=self._queue.kind)
         self._queue.set_routes([(m.source_url, m.poke) for m in self._mirrors.values()])
 
     def configure(self, config: Config) -> None:

@@ -58,7 +58,7 @@ http: {{listen: '127.0.0.1:0'}}
     status = s.wait_status(2, State.ERROR, "LoadTimeout")
     assert "did not finish within loader.load_timeout (1s)" in (status.error or ""), status
     s.keeps_answering(1)
-    assert swap._coordinator.abandoned_loads == 1
+    assert swap._coordinator._loads.abandoned == 1
 
     exports.publish(other, 1, 1.0)  # the pool still has a live worker
     swap.wait_until_available("other", timeout=TIMEOUT)

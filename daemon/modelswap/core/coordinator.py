@@ -15,21 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from modelswap.config import LoaderConfig, ModelConfig, WatchConfig
-from modelswap.core import planner
+from modelswap.core import planner, records
 from modelswap.core.failures import FailureMemory
 from modelswap.core.headroom import headroom
 from modelswap.core.loop import Loop
-from modelswap.core.messages import Call, Freed, Hint, LoadDone, Message, Scanned, model_of
+from modelswap.core.messages import Call, Freed, Hint, LoadDone, Message, Scanned
 from modelswap.core.publisher import Publisher
 from modelswap.core.reconfigure import reconfigure
-from modelswap.core.records import (
-    WAITING_LOG_EVERY,
-    Counters,
-    ModelRecord,
-    VersionRecord,
-    log_event,
-    version_of,
-)
+from modelswap.core.records import Counters, ModelRecord, VersionRecord
 from modelswap.errors import IncompleteModel, LoadError, TransientLoadError
 from modelswap.events import ModelEvent, State, VersionStatus
 from modelswap.fleet.jitter import swap_delay
@@ -63,10 +56,7 @@ class Coordinator(Loop):
         self._removed: dict[str, ModelRecord] = {}  # dropped by a reload, versions still held
         self._dirty: set[str] = set()  # publish these models' views and status
         self._replan: set[str] = set()
-        # models `_step` looks at: those a message, timer or rescan touched (None: every
-        # one), plus those with a hung gate job (polled until it returns)
-        self._touched: set[str] | None = None
-        self._stuck: set[str] = set()
+        self._stuck: set[str] = set()  # models with a hung gate job: stepped until it returns
         self._rescan_only: set[str] = set()  # models a rescan looks at with no hint pending
         self._retiring: list[tuple[ModelRecord, VersionRecord]] = []
         self._stopped = False
@@ -101,10 +91,6 @@ class Coordinator(Loop):
     def served_versions(self) -> tuple[Resident, ...]:
         return self.published.served
 
-    @property
-    def abandoned_loads(self) -> int:
-        return self._loads.abandoned
-
     def start(self) -> None:
         self._loads.start()
         self._gates.start()
@@ -119,7 +105,6 @@ class Coordinator(Loop):
 
     def _rescan(self) -> None:
         self.counters.rescans += 1
-        self._touched = None
         for name, m in self._models.items():
             if not m.scan_wanted:
                 self._rescan_only.add(name)
@@ -129,11 +114,6 @@ class Coordinator(Loop):
         self.published.warn_long_held(self.loader_config.handle_warn_after)
 
     def _handle(self, msg: Message) -> None:
-        name = model_of(msg)
-        if name is None:
-            self._touched = None
-        elif self._touched is not None:
-            self._touched.add(name)
         if isinstance(msg, Hint):
             m = self._models.get(msg.model)
             if m is None:
@@ -142,7 +122,7 @@ class Coordinator(Loop):
             m.scan_wanted, m.last_hint = True, msg.at
             if msg.moved_to:
                 m.renamed.append(msg.path)
-            number = version_of(m.config.base_path, msg.path)
+            number = records.version_of(m.config.base_path, msg.path)
             if number is not None:
                 m.first_event.setdefault(number, msg.at)
         elif isinstance(msg, Scanned):
@@ -155,7 +135,7 @@ class Coordinator(Loop):
             msg.fn()
 
     def _step(self) -> None:
-        touched, self._touched = self._touched, set()
+        touched = self._take_touched()
         names = list(self._models) if touched is None else [
             n for n in touched | self._stuck | self._replan if n in self._models]
         for name in names:
@@ -174,8 +154,6 @@ class Coordinator(Loop):
         m = self._models.get(name)
         if m is not None:
             m.scan_wanted = True
-            if self._touched is not None:
-                self._touched.add(name)
 
     def _set_state(self, m: ModelRecord, v: VersionRecord, state: State, error: str | None = None,
                    error_type: str | None = None) -> None:
@@ -184,7 +162,7 @@ class Coordinator(Loop):
         if before != (v.state, v.error, v.announced):
             self._dirty.add(m.config.name)
         if event is not None:
-            log_event(event)
+            records.log_event(event)
             self.published.record(event)
 
     # -- gate jobs -----------------------------------------------------------------------
@@ -277,7 +255,8 @@ class Coordinator(Loop):
                 log.warning("memory_headroom_short", model=name, version=v.number,
                             detail=action.reason)
             self._set_state(m, v, action.state, action.reason, action.error_type)
-            if action.state is State.WAITING and now - v.waiting_logged >= WAITING_LOG_EVERY:
+            waited = now - v.waiting_logged
+            if action.state is State.WAITING and waited >= records.WAITING_LOG_EVERY:
                 v.waiting_logged = now  # progress is a status reason, logged now and then
                 log.debug("version_waiting", model=name, version=v.number, reason=action.reason)
         else:  # Load
@@ -309,10 +288,9 @@ class Coordinator(Loop):
         if isinstance(result, LoadError):
             m.scan_wanted = True  # an older version may be needed now: judge it
             error_type = type(result).__name__
-            if isinstance(result, TransientLoadError) and v.retries < cfg.max_retries:
-                v.retries += 1
-                delay = cfg.retry_interval * 2 ** (v.retries - 1)
-                v.retry_at = time.monotonic() + delay
+            transient = isinstance(result, TransientLoadError)
+            delay = v.next_retry(cfg.max_retries * transient, cfg.retry_interval, time.monotonic())
+            if delay is not None and v.retry_at is not None:
                 self._schedule(v.retry_at, name)
                 self._set_state(m, v, State.ERROR, f"{result} (retry {v.retries} of "
                                 f"{cfg.max_retries} in {delay:g}s)", error_type)
@@ -329,13 +307,12 @@ class Coordinator(Loop):
             return
         model, signatures = result.model, result.signatures
         if result.reused_from is not None:
-            twin = next((u for u in m.records() if u.number == result.reused_from
-                         and u.served is not None and u.state is State.AVAILABLE), None)
-            if twin is None or twin.served is None:  # retired meanwhile: load it after all
+            twin = m.serving(result.reused_from)
+            if twin is None:  # retired meanwhile: load it after all
                 self._submit_load(m, v, reuse=False)
                 return
-            model, signatures = twin.served.model, twin.served.signatures
-            log.info("version_reused", model=name, version=number, same_as=twin.number,
+            model, signatures = twin.model, twin.signatures
+            log.info("version_reused", model=name, version=number, same_as=twin.version,
                      identity=result.identity)
         elif result.rss_growth is not None:
             m.growth = max(result.rss_growth, 0)
@@ -388,7 +365,7 @@ class Coordinator(Loop):
             self._retire(m, v)
         self._dirty.update(change.changed)
         self._replan.update(change.changed)
-        self._touched = None
+        self._touch(None)
         self._loads.resize(loader.threads)
         self._gates.resize(watch.gate_threads)
         self.loader_config, self.watch_config = loader, watch

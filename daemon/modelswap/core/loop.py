@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from modelswap.core.messages import Call, Hint, Message, Stop
+from modelswap.core.messages import Call, Hint, Message, Stop, model_of
 from modelswap.logger import get_logger
 
 log = get_logger("modelswap")
@@ -28,7 +28,8 @@ class _Failures(Protocol):
 class Loop:
     """Runs `_step` after every batch of messages, `_handle` per message, `_on_timer` when
     a scheduled time comes, `_rescan` every `rescan_interval()`, `_tick` every loop, and
-    `_shutdown` once stopped. Subclasses implement those."""
+    `_shutdown` once stopped. Subclasses implement those. `_take_touched` tells `_step`
+    which models a message, timer or rescan touched since the last step."""
 
     def __init__(self, rescan_interval: Callable[[], float], counters: _Failures) -> None:
         self._rescan_interval = rescan_interval
@@ -38,6 +39,18 @@ class Loop:
         self._thread = threading.Thread(target=self._run, name="modelswap-coordinator",
                                         daemon=True)
         self.heartbeat = time.monotonic()
+        self._touched: set[str] | None = None  # None: every model
+
+    def _touch(self, name: str | None) -> None:
+        """Mark `name` (None: every model) for the next `_step`."""
+        if name is None:
+            self._touched = None
+        elif self._touched is not None:
+            self._touched.add(name)
+
+    def _take_touched(self) -> set[str] | None:
+        touched, self._touched = self._touched, set()
+        return touched
 
     @property
     def alive(self) -> bool:
@@ -120,12 +133,15 @@ class Loop:
                 if isinstance(msg, Stop):
                     running = False
                 else:
+                    self._touch(model_of(msg))
                     self._guarded(self._handle, msg)
             while self._timers and self._timers[0][0] <= now:
                 _, name = heapq.heappop(self._timers)
+                self._touch(name)
                 self._guarded(self._on_timer, name)
             if now >= next_rescan:
                 next_rescan = now + self._rescan_interval()
+                self._touch(None)
                 self._guarded(self._rescan)
             self._guarded(self._tick)
         self._shutdown()

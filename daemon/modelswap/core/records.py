@@ -73,6 +73,16 @@ class VersionRecord:
         return ModelEvent(model, self.number, state, previous, self.path, error, error_type,
                           durations)
 
+    def next_retry(self, limit: int, interval: float, now: float) -> float | None:
+        """Count one more retry and set `retry_at` (the interval doubles each time); the
+        delay, or None once `limit` retries were made."""
+        if self.retries >= limit:
+            return None
+        self.retries += 1
+        delay = interval * float(2 ** (self.retries - 1))
+        self.retry_at = now + delay
+        return delay
+
     def timed(self, stages: dict[str, float], first_event: float | None, now: float) -> None:
         """Keep a load's stage durations, plus ready→available and, from the version's first
         sighting, event→available and the gate's wait (reported with AVAILABLE)."""
@@ -241,6 +251,11 @@ class ModelRecord:
     def records(self) -> list[VersionRecord]:
         """Every version record, current and outgoing."""
         return [*self.versions.values(), *self.outgoing]
+
+    def serving(self, number: int) -> Resident | None:
+        """The model of version `number` while it is AVAILABLE (a load may reuse it)."""
+        return next((u.served for u in self.records() if u.number == number
+                     and u.state is State.AVAILABLE), None)
 
     def find(self, served: Resident) -> VersionRecord | None:
         """The record holding `served`."""

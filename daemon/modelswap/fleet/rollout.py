@@ -24,13 +24,13 @@ from typing import Any
 
 from modelswap.fleet.repo import Repository, RepositoryError
 from modelswap.fleet.timefmt import iso, parse_iso
+from modelswap.gate.listing import ROLLOUT_NAME
 
 __all__ = [
     "ROLLOUT_NAME", "MemberVersions", "Rollout", "RolloutProblem", "member_id",
     "member_versions", "parse_rollout", "read_rollout", "serves_canary", "write_rollout",
 ]
 
-ROLLOUT_NAME = "_modelswap_rollout.json"
 FORMAT = 1
 MAX_SIZE = 64 * 1024
 _KEYS = ("format", "stable", "canary", "percent", "updated_at")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 VERSION_MAX = 2**63 - 1
+ROLLOUT_NAME = "_modelswap_rollout.json"  # a fleet's rollout file, beside the versions
 
 
 def parse_version(name: str) -> int | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from modelswap.config import ModelConfig, VersionPolicy
 from modelswap.gate.identity import files_hash
 from modelswap.gate.judge import Gate
-from modelswap.gate.listing import list_versions
+from modelswap.gate.listing import ROLLOUT_NAME, list_versions
 from modelswap.gate.verdict import Verdict
 
 
@@ -131,10 +131,9 @@ def _scan(job: ScanJob) -> ScanResult:
                 found += 1
     gate.forget_except(set(listing.values()))
     return ScanResult(job, listing, verdicts, sizes, frozenset(remembered), tuple(warnings),
-                      rollout=_read_rollout(cfg.base_path / ROLLOUT_FILE))
+                      rollout=_read_rollout(cfg.base_path / ROLLOUT_NAME))
 
 
-ROLLOUT_FILE = "_modelswap_rollout.json"  # fleet/rollout.py parses it
 ROLLOUT_MAX = 64 * 1024
 
 

@@ -8,12 +8,13 @@ its manifest (or proven complete from its content), fsynced and renamed to
 from .client import Counters
 from .config import RemoteConfig, default_cache_dir
 from .errors import RemoteError, redact
-from .hints import Hints, open_hints
+from .hints import Hints
 from .manifest import CLAIM_NAME, MANIFEST_NAME, Manifest, ManifestError, build_manifest
 from .mirror import Mirror
 from .proof import ShardNeeds, default_shard_needs
 from .publish import cli_publish, publish
 from .pubsub import PubSubHints
+from .queues import open_hints
 from .sqs import QueueHints
 from .state import MirrorStatus, RemoteVersion
 from .store import Remote, is_remote, open_remote

@@ -22,7 +22,7 @@ from modelswap.logger import get_logger
 from .client import Counters
 from .errors import classify, redact
 
-__all__ = ["Hints", "missing_client", "open_hints"]
+__all__ = ["Hints", "missing_client"]
 
 log = get_logger("modelswap.remote")
 Route = tuple[str, str, Callable[[], None]]
@@ -126,16 +126,3 @@ class Hints(ABC):
         self._stopping.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout if timeout is not None else self._wait + 10)
-
-
-def open_hints(queue: str, **options: float) -> Hints:
-    """The receiver for a valid `remote.queue`: Pub/Sub for `projects/P/subscriptions/S`,
-    SQS for a queue URL (`options`: wait_seconds, retry_initial, retry_max)."""
-    wait = int(options.pop("wait_seconds", 20))
-    if queue_kind(queue) == "pubsub":
-        from .pubsub import PubSubHints
-
-        return PubSubHints(queue, wait_seconds=wait, **options)
-    from .sqs import QueueHints
-
-    return QueueHints(queue, wait_seconds=wait, **options)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from modelswap.fleet.rollout import ROLLOUT_NAME
+from modelswap.gate.listing import ROLLOUT_NAME
 
 from .client import Client, ObjectInfo
 from .manifest import MANIFEST_NAME

@@ -23,8 +23,9 @@ from modelswap.logger import get_logger
 
 from .client import Counters
 from .errors import RemoteError
-from .hints import Hints, missing_client, open_hints
+from .hints import Hints, missing_client
 from .mirror import Mirror
+from .queues import open_hints
 from .state import MirrorStatus
 
 __all__ = ["Mirrors", "queue_error"]

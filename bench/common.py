@@ -37,7 +37,6 @@ class Context:
     work: Path
     exports: dict[str, list[Path]]  # kind ("tiny", "dense", "big") -> distinct exports
     big_label: str  # "ResNet50" or the --quick stand-in's name
-    alternatives: bool = False  # also measure the GC strategies the shipped one beat
     notes: list[str] = field(default_factory=list)
 
     def n(self, quick: int, full: int) -> int:

@@ -1,8 +1,8 @@
 """Figure 3: consumer latency while the big model (ResNet50) swaps in, with 1 and 4 consumer
-threads calling the tiny model through `acquire()`: the shipped GC strategy, the previous
-default and (with --gc-alternatives) the other alternative (see gcstrategy.py), against the
-floor (a plain load in a thread). Each swap has two windows: the swap itself (rename → the
-old version retired) and the retirement collection after it (→ the gc thread is done)."""
+threads calling the tiny model through `acquire()`: the shipped GC strategy and the previous
+default (see gcstrategy.py), against the floor (a plain load in a thread). Each swap has two
+windows: the swap itself (rename → the old version retired) and the retirement collection
+after it (→ the gc thread is done)."""
 
 from __future__ import annotations
 
@@ -180,8 +180,6 @@ def figure3(ctx: Context) -> tuple[list[Row], list[Result]]:
     floor = _run_floor(ctx, counts, reps)
     shipped = _run_modelswap(ctx, gcstrategy.SHIPPED, counts, reps)
     previous = _run_modelswap(ctx, gcstrategy.PREVIOUS, counts, reps)
-    others = [_run_modelswap(ctx, m, counts, reps) for m in gcstrategy.ALTERNATIVES
-              if ctx.alternatives and m is not gcstrategy.PREVIOUS]
     label = ctx.big_label
     rows: list[Row] = []
     for n in counts:
@@ -213,14 +211,7 @@ def figure3(ctx: Context) -> tuple[list[Row], list[Result]]:
     calls = sum(s.calls for n in counts for s in shipped.samples.get(n, []))
     rows.append(Row("3 failed consumer calls during swaps", f"{failed} of {calls}", "0",
                     "—", "—", PASS if failed == 0 else FAIL))
-    for r in others:
-        for n in counts:
-            rows.append(Row(
-                f"3 alternative GC strategy: {r.name}, {n} thr",
-                _describe(r, n) + f", swap {r.get(n, 'load'):.2f} s, retirement collection "
-                f"worst call {ms(r.get(n, 'after_worst'))}", "≤ 3x, ≤ 50 ms",
-                f"shipped: {_describe(shipped, n)}", f"{r.rel(n) / shipped.rel(n):.2f}x", INFO))
-    for r in [floor, shipped, previous, *others]:
+    for r in [floor, shipped, previous]:
         for n in counts:
             ctx.note(f"fig 3 [{r.name}] {n} thr: {_describe(r, n)}; swap/load "
                      f"{r.get(n, 'load'):.2f} s; longest GC pause in window "
@@ -231,4 +222,4 @@ def figure3(ctx: Context) -> tuple[list[Row], list[Result]]:
                      f"retirement collection ms "
                      f"{[round(s.collect_s * 1e3, 1) for s in r.samples[n]]}, worst call "
                      f"during it ms {[round(s.after_worst * 1e3, 1) for s in r.samples[n]]}")
-    return rows, [floor, shipped, previous, *others]
+    return rows, [floor, shipped, previous]

@@ -159,9 +159,7 @@ def figure5(ctx: Context) -> list[Row]:
     size = folder_mb(ctx.exports["dense"][0])
     rows: list[Row] = []
     shipped_growth = 0.0
-    strategies = [gcstrategy.SHIPPED, gcstrategy.PREVIOUS] + (
-        [gcstrategy.FREEZE_EACH] if ctx.alternatives else [])
-    for strategy in strategies:
+    for strategy in (gcstrategy.SHIPPED, gcstrategy.PREVIOUS):
         shipped = strategy is gcstrategy.SHIPPED
         timed = total if shipped else ctx.n(10, 20)
         rss_early, rss_late, delays, late = _swap_many(

@@ -63,9 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fewer repeats and a small stand-in for ResNet50 (< 3 minutes)")
     parser.add_argument("--only", default="", help="comma-separated figures, e.g. 1,3")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--gc-alternatives", action="store_true",
-                        help="figures 3 and 5: also measure the GC strategies the shipped "
-                             "one was chosen over (bench/gcstrategy.py)")
     parser.add_argument("--out", type=Path, help="also write the table and details here")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -94,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         t = time.perf_counter()
         exports, big_label = export_all(work / "exports", args.quick)
-        ctx = Context(args.quick, work, exports, big_label, args.gc_alternatives)
+        ctx = Context(args.quick, work, exports, big_label)
         ctx.note(f"exported models in {time.perf_counter() - t:.1f} s (child process); "
                  f"big model: {big_label}")
         for key, figure in _figures():

@@ -67,6 +67,7 @@ class ModelSwap:
                               poll_interval=config.watch.poll_interval,
                               rescan_interval=config.watch.rescan_interval,
                               settled=self._coordinator.published.settled)
+        self._coordinator.polled = self._source.polled
         self._started = False
         self._mirrors: Mirrors | None = None  # remote base paths, mirrored into the cache
         plan = self._remote_plan(config)

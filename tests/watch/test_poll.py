@@ -128,3 +128,28 @@ def test_poll_mode_sees_a_version_renamed_in_when_settled(tmp_path: Path, export
     wait_until(lambda: [v.version for v in swap.status()["m"]
                         if v.state.value == "AVAILABLE"] == [1], timeout=60,
                what="version 1 serving again")
+
+
+def test_rescans_skip_a_polled_model_with_nothing_to_judge(tmp_path: Path, exports: Exports,
+                                                           run_swap: Any) -> None:
+    """Its one version is loaded and its base path unchanged: a rescan could find nothing
+    the poll ticks would not, so no gate job runs for it (an idle fleet of 1,000 polled
+    models costs no more than listing them); a new version is still seen by the poll."""
+    base = tmp_path / "m"
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    swap, _ = run_swap(yaml_for(base, top="watch: {mode: poll, poll_interval: 50ms, "
+                                       "rescan_interval: 100ms}"))
+    swap.wait_until_available("m", timeout=60)
+    coordinator = swap._coordinator
+    wait_until(lambda: coordinator.published.settled("m"), what="model settled")
+    record = coordinator._models["m"]
+    wait_until(lambda: not record.scanning, what="the last gate job done")
+    rescans = coordinator.counters.rescans
+    wait_until(lambda: coordinator.counters.rescans >= rescans + 2 and not record.scanning,
+               what="two rescans (the poll's last hints are done)")
+    jobs = record.serial
+    wait_until(lambda: coordinator.counters.rescans >= rescans + 6, what="four more rescans")
+    assert record.serial == jobs
+    exports.publish(base, 2, 2.0)
+    swap.wait_until_available("m", version=2, timeout=60)

@@ -59,12 +59,12 @@ class Coordinator(Loop):
         self._stuck: set[str] = set()  # models with a hung gate job: stepped until it returns
         self._rescan_only: set[str] = set()  # models a rescan looks at with no hint pending
         self._retiring: list[tuple[ModelRecord, VersionRecord]] = []
-        self._stopped = False
+        self._stopped, self.scanned = False, False  # scanned: all planned once from the disk
         self._loads = LoadPool(loader.threads, lambda job, r: self._queue.put(LoadDone(job, r)))
         self._gates: WorkerPool[ScanJob, ScanResult] = WorkerPool(
             "gate", watch.gate_threads, scan, lambda _job, r: self._queue.put(Scanned(r)),
             limit=lambda job: job.timeout, expired=expired)
-        self.scanned = False  # every model planned once from a look at its disk
+        self.polled: Callable[[], frozenset[str]] = frozenset  # models the watcher polls
 
     def _new_record(self, cfg: ModelConfig) -> ModelRecord:
         return ModelRecord(cfg, Gate(self.watch_config.settle, self.watch_config.verify))
@@ -105,7 +105,11 @@ class Coordinator(Loop):
 
     def _rescan(self) -> None:
         self.counters.rescans += 1
+        w = self.watch_config  # models polled at least as often as rescanned: see below
+        polled = self.polled() if w.poll_interval <= w.rescan_interval else frozenset()
         for name, m in self._models.items():
+            if name in polled and m.judged_nothing():
+                continue  # only a change of its listing could matter: poll ticks see that
             if not m.scan_wanted:
                 self._rescan_only.add(name)
             m.scan_wanted = True

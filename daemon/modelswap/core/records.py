@@ -274,6 +274,10 @@ class ModelRecord:
         return ModelView(MappingProxyType(versions), MappingProxyType(labels),
                          versions[default] if default is not None else None)
 
+    def judged_nothing(self) -> bool:
+        """Its last gate job listed the base path and every version it visited was live."""
+        return self.scan is not None and self.scan.listing is not None and not self.scan.verdicts
+
     def settled(self) -> bool:
         """Judged, and no version waits to be complete (poll mode hints it only on change)."""
         return self.scan is not None and all(v.state is not State.WAITING

@@ -133,8 +133,9 @@ class Source(FileSystemEventHandler):
         self._requests.put(_Configure(dict(models), mode, poll_interval, rescan_interval))
 
     def polled(self) -> frozenset[str]:
-        """The models watched by polling."""
-        return frozenset(name for name, p in self._placements.items() if p and p[0].kind == "poll")
+        """The models watched by polling (any thread)."""
+        with self._lock:
+            return frozenset(n for n, p in self._placements.items() if p and p[0].kind == "poll")
 
     def alive(self) -> bool:
         """The watch thread and every observer thread are running."""

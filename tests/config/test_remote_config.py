@@ -115,6 +115,8 @@ def test_remote_queue_names_an_sqs_queue_or_a_pubsub_subscription(queue: str, ki
     ("https://sqs.eu-west-1.amazonaws.com", "expected an SQS queue URL"),
     ("sqs://models", "expected an SQS queue URL"),
     ("https://AKIA:hunter2secret@sqs.eu-west-1.amazonaws.com/1/q", "credentials do not belong"),
+    ("https://AKIA:x@sqs.eu-west-1.amazonaws.com/1/q?X-Amz-Security-Token=hunter2secret",
+     "credentials do not belong"),  # the query string is hidden too
 ])
 def test_a_bad_queue_is_an_error_at_its_line(queue: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:

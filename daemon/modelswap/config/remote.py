@@ -71,8 +71,8 @@ def is_url(value: object) -> bool:
 def _shown(url: str) -> str:
     parts = urlsplit(url)
     if "@" in parts.netloc and ":" in parts.netloc.split("@", 1)[0]:
-        return url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1])
-    return url.split("?", 1)[0]
+        url = url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1])
+    return url.split("?", 1)[0]  # a query string may carry a signature or token
 
 
 def validate_url(url: str) -> str:

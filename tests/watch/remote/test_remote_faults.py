@@ -1,4 +1,5 @@
-"""Faults against moto's real S3 server: store away and back, credentials refused, a kill."""
+"""Faults against moto's real S3 server: store away and back, credentials refused, a kill;
+long outages (a missing folder, a queue that never answers)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -147,3 +149,45 @@ def test_killed_mid_download_leaves_nothing_that_loads(
         wait_for(lambda: state(mirror, 1) == "mirrored", what="mirrored after restart")
     assert sorted(p.name for p in (cache / "m").iterdir()) == ["1"]
     assert predict(cache / "m" / "1") == Models.answer("big")
+
+
+def test_a_long_store_outage_never_ends_the_mirror(tmp_path: Path, models: Models) -> None:
+    """The backoff doubles per failure up to `retry_max`: after ~1,000 failures (days at the
+    default 300 s) 2 ** n times a float overflowed and ended the mirror's thread for good."""
+    root = tmp_path / "not-mounted"
+    with Mirror("m", root.as_uri(), config(tmp_path), retry_initial=1e-9,
+                retry_max=0.0) as mirror:  # retry at once: 1,100 failures in about a second
+        wait_for(lambda: mirror.status().consecutive_failures > 1100, what="1,100 failures")
+        publish(models.get("a"), root.as_uri())  # the store is back
+        mirror.poke()  # a listing after the publish, not one that caught it halfway
+        wait_for(lambda: state(mirror, 1) == "mirrored", what="v1 mirrored after the outage")
+
+
+def test_a_long_queue_outage_never_ends_the_hints_thread() -> None:
+    from modelswap.watch.remote import Hints
+
+    class Down(Hints):
+        kind = "sqs"
+
+        def __init__(self) -> None:
+            super().__init__("https://sqs.eu-west-1.amazonaws.com/1/q", retry_initial=1e-9,
+                             retry_max=0.0)  # retry at once
+            self.calls, self.closed = 0, False
+            self.reached = threading.Event()
+
+        def receive_once(self) -> int:
+            self.calls += 1
+            if self.calls > 1100:
+                self.reached.set()
+            raise ConnectionError("queue unreachable")
+
+        def close(self) -> None:
+            self.closed = True
+
+    hints = Down()
+    hints.start()
+    try:
+        assert hints.reached.wait(TIMEOUT), f"the thread ended after {hints.calls} receives"
+    finally:
+        hints.stop(timeout=TIMEOUT)
+    assert hints.closed and hints.counters.snapshot()["errors"] > 1100

@@ -239,3 +239,14 @@ def test_a_config_naming_a_subscription_serves_through_it(
     assert swap.wait_until_available("m", timeout=TIMEOUT) == 1
     with swap.acquire("m") as served:
         assert served.path == tmp_path / "cache" / "m" / "1"
+
+
+def test_a_malformed_notification_is_counted_not_raised() -> None:
+    """JSON nested too deep raises RecursionError, not ValueError: it must not escape the
+    receive (the batch would never be acknowledged and would come back again and again)."""
+    hints = PubSubHints(f"projects/{PROJECT}/subscriptions/never-pulled")
+    hints.add("gs://b/m", lambda: None)
+    assert hints.handle({}, b"[" * 100_000) == 0
+    assert hints.handle({}, b"\xff\xfe not utf-8") == 0
+    assert hints.handle({"bucketId": "b", "objectId": "m/1/x"}, b"") == 1
+    assert hints.counters.snapshot()["bad_messages"] == 2

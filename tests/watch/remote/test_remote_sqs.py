@@ -97,3 +97,34 @@ def test_duplicated_reordered_and_lost_events_converge(
     assert counts["bad_messages"] == 1 and counts["messages"] == 7
     assert sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
         "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_malformed_messages_are_counted_and_never_stall_the_queue(
+        tmp_path: Path, bucket: str, queue: tuple[Any, str], models: Models) -> None:
+    """A message that parses as JSON but names a key that is no string, or nests too deep,
+    is a bad message like any other: the batch it came in is handled and deleted (it used
+    to raise out of the receive, so the whole batch came back again and again)."""
+    sqs, queue_url = queue
+    url = f"s3://{bucket}/m"
+    cfg = RemoteConfig(cache_dir=tmp_path / "cache", poll_interval=3600.0)
+    publish(models.get("a"), url)
+    bad = [json.dumps({"Records": [{"s3": {"bucket": {"name": bucket}, "object": {"key": 5}}}]}),
+           json.dumps({"detail": {"bucket": {"name": bucket}, "object": {"key": ["m/1"]}}}),
+           "[" * 100_000]
+    for body in [*bad, s3_event(bucket, "m/1/_modelswap_manifest.json")]:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    hints = QueueHints(queue_url, wait_seconds=1)
+    with Mirror("m", url, cfg) as mirror:
+        wait_for(lambda: mirror.status().reachable, what="first listing")
+        hints.add(url, mirror.poke)
+        hints.start()
+        try:
+            wait_for(lambda: hints.counters.snapshot().get("messages") == 4, what="4 handled")
+            wait_for(lambda: mirrored(mirror) == {1}, what="v1 mirrored through the queue")
+        finally:
+            hints.stop()
+    counts = hints.counters.snapshot()
+    assert counts["bad_messages"] == 3 and counts["errors"] == 0
+    assert sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"] \
+        == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}

@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import obstore
 import pytest
@@ -26,7 +27,7 @@ from modelswap.watch.remote import (
     redact,
 )
 from modelswap.watch.remote.manifest import verify_dir
-from watch.remote.remote_helpers import Models, wait_for
+from watch.remote.remote_helpers import TIMEOUT, Models, wait_for
 
 
 def memory_url() -> str:
@@ -218,7 +219,11 @@ def test_start_writeback_starts_write_out_and_never_fails(tmp_path: Path) -> Non
 
 
 def test_download_fetches_files_side_by_side_and_one_bad_file_fails_it(
-        tmp_path: Path, models: Models) -> None:
+        tmp_path: Path, models: Models, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+    import threading
+    from collections.abc import Iterator
+
     from modelswap.watch.remote.cache import Cache
     from modelswap.watch.remote.client import Client
     from modelswap.watch.remote.download import DownloadError, download
@@ -232,7 +237,17 @@ def test_download_fetches_files_side_by_side_and_one_bad_file_fails_it(
     assert plan is not None and plan.manifest is not None and len(plan.files) >= 4
     cache = Cache(tmp_path / "cache", "m")
     cache.prepare()
+    both = threading.Barrier(2, timeout=TIMEOUT)  # passed only by two files fetched at once
+    calls, real = itertools.count(), client.stream
+
+    def stream(rel: str, **kw: Any) -> Iterator[bytes]:
+        if next(calls) < 2:
+            both.wait()
+        yield from real(rel, **kw)
+
+    monkeypatch.setattr(client, "stream", stream)
     done = download(client, cache, plan)
+    monkeypatch.undo()
     assert verify_dir(done, plan.manifest) is None
     assert json.loads((done / MANIFEST_NAME).read_bytes()) == json.loads(plan.manifest_bytes or b"")
     # the same version with one small file damaged (same size): the whole download fails
@@ -249,3 +264,41 @@ def test_download_fetches_files_side_by_side_and_one_bad_file_fails_it(
         download(client, other, plan)
     assert caught.value.kind == "checksum" and "saved_model.pb" in str(caught.value)
     assert list(other.dir.iterdir()) == []  # the .incoming folder is gone
+
+
+def test_start_writeback_does_nothing_where_sync_file_range_is_missing_or_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+    import errno
+
+    from modelswap.watch.remote import writeback
+
+    def windows(name: object, *args: object, **kw: object) -> object:
+        raise TypeError("LoadLibrary() argument 1 must be str, not None")
+
+    class NoSymbol:  # macOS, the BSDs: a C library without sync_file_range
+        def __init__(self, *args: object, **kw: object) -> None:
+            pass
+
+        def __getattr__(self, name: str) -> object:
+            raise AttributeError(name)
+
+    for fake in (windows, NoSymbol):
+        monkeypatch.setattr(ctypes, "CDLL", fake)
+        assert writeback._load() is None  # no binding, no import error
+    monkeypatch.undo()
+
+    calls: list[int] = []
+
+    def refused(fd: int, offset: int, length: int, flags: int) -> int:
+        calls.append(flags)  # a syscall filter (systemd's SystemCallErrorNumber=EPERM)
+        ctypes.set_errno(errno.EPERM)
+        return -1
+
+    monkeypatch.setattr(writeback, "_sync_file_range", refused)
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"x" * 10)
+        f.flush()
+        writeback.start_writeback(f.fileno(), 0, 10)
+        writeback.start_writeback(f.fileno(), 0, 10)  # not tried again
+    assert calls == [2] and writeback._sync_file_range is None  # SYNC_FILE_RANGE_WRITE

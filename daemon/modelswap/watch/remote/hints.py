@@ -107,8 +107,8 @@ class Hints(ABC):
                 if failures == 1:
                     log.warning("remote_queue_unreachable", queue=shown, kind=self.kind,
                                 error=str(classify(e)))
-                initial, most = self._retry
-                self._stopping.wait(min(most, initial * 2 ** (failures - 1)))
+                initial, most = self._retry  # the exponent capped: a float overflows
+                self._stopping.wait(min(most, initial * 2 ** min(failures - 1, 32)))
                 continue
             if failures:
                 log.info("remote_queue_reachable", queue=shown, kind=self.kind)

@@ -166,7 +166,7 @@ class Mirror:
 
     # the loop -------------------------------------------------------------------------
     def _backoff(self, attempts: int) -> float:
-        return float(min(self._retry[1], self._retry[0] * 2 ** max(0, attempts - 1)))
+        return float(min(self._retry[1], self._retry[0] * 2 ** min(max(0, attempts - 1), 32)))
 
     def _next_delay(self) -> float:
         if self._failures:

@@ -54,7 +54,7 @@ class PubSubHints(Hints):
         """Poke the mirrors one message concerns; return how many."""
         try:
             objects = changed_objects(attributes, data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # JSON nested too deep
             self.counters.add("bad_messages")
             return 0
         return self.poke_objects(objects)

@@ -57,7 +57,11 @@ class QueueHints(Hints):
         """Poke the mirrors one message concerns (each once); return how many."""
         try:
             objects = list(changed_objects(body))
-        except (ValueError, KeyError, TypeError):
+            if not all(isinstance(b, str) and isinstance(k, str) for b, k in objects):
+                raise TypeError("a bucket or key that is not a string")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            # counted and acknowledged: a malformed message must not fail the whole batch,
+            # which would then come back (and fail) again and again
             self.counters.add("bad_messages")
             return 0
         return self.poke_objects(objects)

@@ -23,10 +23,10 @@ _SYNC_FILE_RANGE_WRITE = 2
 
 
 def _load() -> Callable[[int, int, int, int], int] | None:
-    try:
+    try:  # Windows: no C library found, and CDLL(None) raises TypeError there
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         call = libc.sync_file_range
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     call.restype = ctypes.c_int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import threading
@@ -21,6 +23,21 @@ from modelswap.service.logs import quiet_tensorflow
 quiet_tensorflow()
 
 TIMEOUT = 60.0
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3/SQS server on 127.0.0.1 (a free port) for the block; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 class Exports:

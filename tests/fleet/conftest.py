@@ -3,26 +3,20 @@ a fresh bucket per test."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from conftest import moto_server as running_moto
 from fleet.fleet_helpers import FLEET_SECRET
 
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
     pytest.importorskip("obstore")
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with running_moto() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ objects' round trip through the repository."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
 import uuid
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conftest import moto_server as running_moto
 from modelswap.events import State, VersionStatus
 from modelswap.fleet.cli import add_fleet_parsers
 from modelswap.fleet.repo import Repository
@@ -209,14 +209,8 @@ def test_bad_status_objects_are_named_not_raised(tmp_path: Path, data: bytes) ->
 @pytest.fixture(scope="module")
 def moto_s3() -> Iterator[str]:
     pytest.importorskip("obstore")
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with running_moto() as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,10 @@ from modelswap.logger import get_logger
 from modelswap.watch.poll import Poller
 
 log = get_logger("modelswap.source")
+# watchdog warns when a folder renamed inside a watched tree (.incoming-9/variables →
+# 9/variables) is watched again under its new name: the same inotify watch and callback
+warnings.filterwarnings("ignore", message="Callback with id .* already exists for watch",
+                        category=RuntimeWarning, module="watchdog")
 
 # Opens and reads (ours and TensorFlow's) must not come back as hints.
 EVENT_FILTER = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,

@@ -20,7 +20,8 @@ names serve a version (`service.start_timeout`, else Serve restarts it); Serve's
 `{"config_yaml": TEXT}` or `{"config_path": FILE}`) is applied by `ModelSwap.reload`:
 no replica restart, unchanged models keep their loaded versions. Remote models are mirrored
 into a cache folder of the replica's own (`<remote.cache_dir>/replicas/<member>`): replicas
-sharing a node never download into the same folders; a replica stopping removes its folder.
+sharing a node never download into the same folders; a replica stopping removes its folder,
+and one starting removes those of replicas that died (fleet/lease.py).
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
 from modelswap.api import ModelSwap
 from modelswap.config import Config, load_config, parse_config
+from modelswap.fleet import lease
 from modelswap.fleet.rollout import member_id
 from modelswap.fleet.status import FleetReporter
 from modelswap.logger import get_logger
@@ -115,6 +117,7 @@ class SwapDeployment:
         self._swap: ModelSwap | None = None
         self._reporter: FleetReporter | None = None
         self._cache: Path | None = None  # this replica's own remote cache folder
+        self._lease: IO[bytes] | None = None  # held while this replica uses `_cache`
         if config is not None:
             self._start(replica_config(config_from(config), self.member))
 
@@ -159,8 +162,14 @@ class SwapDeployment:
                  models=sorted(after))
 
     def _own_cache(self, config: Config) -> None:
-        if any(m.is_remote for m in config.models):
+        """Hold the lease on this replica's cache folder and remove the folders of replicas
+        that died without `shutdown` (fleet/lease.py)."""
+        if any(m.is_remote for m in config.models) and self._cache != config.remote.cache_dir:
             self._cache = config.remote.cache_dir
+            if self._lease is not None:
+                self._lease.close()
+            self._lease = lease.claim(self._cache)
+            lease.sweep(self._cache.parent, keep=self._cache)
 
     def check_health(self) -> None:
         """Serve's health check: raises unless the swap is healthy."""
@@ -181,6 +190,9 @@ class SwapDeployment:
         cache, self._cache = getattr(self, "_cache", None), None
         if cache is not None:  # this replica's id is never used again
             shutil.rmtree(cache, ignore_errors=True)
+        held, self._lease = getattr(self, "_lease", None), None
+        if held is not None:
+            held.close()
 
     def __del__(self) -> None:  # Serve calls it when it stops the replica
         try:

@@ -25,6 +25,16 @@ quiet_tensorflow()
 TIMEOUT = 60.0
 
 
+def point_aws_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, key: str, secret: str) -> None:
+    """Set the standard AWS variables (what users set) to `endpoint` and these keys, and
+    clear those that would override them."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in (("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", key),
+                       ("AWS_SECRET_ACCESS_KEY", secret), ("AWS_REGION", "us-east-1")):
+        monkeypatch.setenv(var, value)
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """moto's S3/SQS server on 127.0.0.1 (a free port) for the block; yields its URL."""

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import moto_server as running_moto
+from conftest import point_aws_at
 from fleet.fleet_helpers import FLEET_SECRET
 
 
@@ -25,12 +26,7 @@ def s3_url(monkeypatch: pytest.MonkeyPatch, moto_server: str) -> str:
     CLI and Ray's workers started after this) point at it."""
     import boto3
 
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMODELSWAPFLEET")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FLEET_SECRET)
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    point_aws_at(monkeypatch, moto_server, "AKIAMODELSWAPFLEET", FLEET_SECRET)
     name = f"fleet-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return f"s3://{name}/m"

@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import moto_server as running_moto
+from fleet.fleet_helpers import FLEET_SECRET
 from modelswap.events import State, VersionStatus
 from modelswap.fleet.cli import add_fleet_parsers
 from modelswap.fleet.repo import Repository
@@ -206,27 +204,13 @@ def test_bad_status_objects_are_named_not_raised(tmp_path: Path, data: bytes) ->
     assert members == [] and len(problems) == 1 and "bad.json: unreadable status" in problems[0]
 
 
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    pytest.importorskip("obstore")
-    with running_moto() as url:
-        yield url
-
-
 @pytest.fixture
-def bucket(monkeypatch: pytest.MonkeyPatch, moto_s3: str) -> tuple[Any, str]:
-    """(boto3 client, bucket) on moto, with the standard AWS variables pointing at it."""
+def bucket(s3_url: str) -> tuple[Any, str]:
+    """(boto3 client, bucket) on moto (conftest's `s3_url`), with two versions of `ranker`."""
     import boto3
 
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMODELSWAPFLEET")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fleet-test-secret-not-a-real-one")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
     client = boto3.client("s3")
-    name = f"fleet-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
+    name = s3_url.removeprefix("s3://").split("/")[0]
     for n in (1, 2):
         client.put_object(Bucket=name, Key=f"ranker/{n}/saved_model.pb", Body=b"pb")
         client.put_object(Bucket=name, Key=f"ranker/{n}/_modelswap_manifest.json", Body=b"{}")
@@ -265,7 +249,7 @@ def test_rollout_cycle_on_s3(bucket: tuple[Any, str]) -> None:
 def test_a_remote_base_path_that_cannot_be_listed_is_an_error(bucket: tuple[Any, str]) -> None:
     code, _, err = run("rollout", f"s3://{bucket[1]}-gone/ranker", "--stable", "1")
     assert code == 2 and f"s3://{bucket[1]}-gone/ranker" in err and "\n" not in err
-    assert "fleet-test-secret" not in err
+    assert FLEET_SECRET not in err
 
 
 def test_fleet_reporter_writes_a_running_swaps_status(tmp_path: Path, exports: Any,

@@ -88,16 +88,22 @@ def test_poller_threads_per_device_end_when_unassigned(tmp_path: Path) -> None:
         poller.stop()
 
 
+def polled_swap(base: Path, exports: Exports, run_swap: Any, rescan: str) -> Any:
+    """A started swap polling `base` every 50 ms, serving its version 1."""
+    base.mkdir()
+    exports.publish(base, 1, 1.0)
+    swap, _ = run_swap(yaml_for(base, top="watch: {mode: poll, poll_interval: 50ms, "
+                                       f"rescan_interval: {rescan}}}"))
+    swap.wait_until_available("m", timeout=60)
+    return swap
+
+
 def test_poll_mode_loads_a_version_whose_pb_comes_last(tmp_path: Path, exports: Exports,
                                                        run_swap: Any) -> None:
     """The version folder appears first (a base path change); its pb is written later,
     which changes only the version folder: the model is unsettled, so polling goes on."""
     base = tmp_path / "m"
-    base.mkdir()
-    exports.publish(base, 1, 1.0)
-    swap, _ = run_swap(yaml_for(base, top="watch: {mode: poll, poll_interval: 50ms, "
-                                            "rescan_interval: 1h}"))
-    swap.wait_until_available("m", timeout=60)
+    swap = polled_swap(base, exports, run_swap, rescan="1h")
     source = exports.get(2.0)
     (base / "2").mkdir()
     shutil.copytree(source / "variables", base / "2" / "variables")
@@ -115,11 +121,7 @@ def test_poll_mode_loads_a_version_whose_pb_comes_last(tmp_path: Path, exports: 
 def test_poll_mode_sees_a_version_renamed_in_when_settled(tmp_path: Path, exports: Exports,
                                                           run_swap: Any) -> None:
     base = tmp_path / "m"
-    base.mkdir()
-    exports.publish(base, 1, 1.0)
-    swap, _ = run_swap(yaml_for(base, top="watch: {mode: poll, poll_interval: 50ms, "
-                                       "rescan_interval: 1h}"))
-    swap.wait_until_available("m", timeout=60)
+    swap = polled_swap(base, exports, run_swap, rescan="1h")
     wait_until(lambda: swap._coordinator.published.settled("m"), what="model settled")
     exports.publish(base, 2, 2.0)
     swap.wait_until_available("m", version=2, timeout=60)
@@ -136,11 +138,7 @@ def test_rescans_skip_a_polled_model_with_nothing_to_judge(tmp_path: Path, expor
     the poll ticks would not, so no gate job runs for it (an idle fleet of 1,000 polled
     models costs no more than listing them); a new version is still seen by the poll."""
     base = tmp_path / "m"
-    base.mkdir()
-    exports.publish(base, 1, 1.0)
-    swap, _ = run_swap(yaml_for(base, top="watch: {mode: poll, poll_interval: 50ms, "
-                                       "rescan_interval: 100ms}"))
-    swap.wait_until_available("m", timeout=60)
+    swap = polled_swap(base, exports, run_swap, rescan="100ms")
     coordinator = swap._coordinator
     wait_until(lambda: coordinator.published.settled("m"), what="model settled")
     record = coordinator._models["m"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import moto_server as running_moto
+from conftest import point_aws_at
 from watch.remote.remote_helpers import SECRET, Models
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,12 +25,7 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
     """The standard AWS variables, pointing at moto; returns the endpoint."""
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMODELSWAPTEST")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    point_aws_at(monkeypatch, moto_endpoint, "AKIAMODELSWAPTEST", SECRET)
     return moto_endpoint
 
 

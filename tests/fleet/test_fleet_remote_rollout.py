@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from conftest import Events, Exports, wait_until, yaml_for
 from modelswap import ModelSwap, State
@@ -58,6 +59,31 @@ def test_the_rollout_object_is_copied_on_change_only(tmp_path: Path, s3_url: str
     sync()
     assert not target.exists() and len(hints) == 4
     assert [p.name for p in target.parent.iterdir()] == []  # no temporary file left
+
+
+def test_a_rollout_copy_that_cannot_be_written_is_retried_and_stops_nothing(
+        tmp_path: Path, s3_url: str) -> None:
+    """A real OS error (a folder where the temporary file goes, as a full disk would fail
+    the write): `sync` raises nothing, so the mirror's poll goes on judging and fetching
+    versions; the copy lands on the first poll after the disk is writable again."""
+    import os
+
+    client = Client(open_remote(s3_url))
+    copy = RolloutCopy("m", tmp_path / "m")
+    target = tmp_path / "m" / ROLLOUT_NAME
+    write_rollout(Repository(s3_url), Rollout(1, 2, 34, time.time()))
+    blocker = tmp_path / "m" / f".incoming-rollout-{os.getpid()}"
+    (blocker / "x").mkdir(parents=True)  # not empty: os.replace cannot remove it either
+    with capture_logs() as logs:
+        copy.sync(client, list_versions(client).rollout)
+        copy.sync(client, list_versions(client).rollout)  # tried again, not logged again
+    assert [e["event"] for e in logs] == ["remote_rollout_copy_failed"]
+    assert not target.exists()
+    (blocker / "x").rmdir()
+    blocker.rmdir()
+    copy.sync(client, list_versions(client).rollout)
+    assert target.read_bytes() == Repository(s3_url).read(ROLLOUT_NAME)
+    assert sorted(p.name for p in target.parent.iterdir()) == [ROLLOUT_NAME]
 
 
 def test_mirror_wants_what_the_rollout_gives_this_member(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ GET per change (the listing that finds versions also names it), nothing per poll
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +34,24 @@ class RolloutCopy:
         self.model, self.path = model, folder / ROLLOUT_NAME
         self._on_change = on_change
         self._copied: tuple[str, int, str] | None = None  # identity of the object copied
+        self._failing = False  # the local copy could not be written (logged once)
 
     def sync(self, client: Client, found: ObjectInfo | None) -> None:
         """Follow the listing's rollout object (None: the store has none). A failed GET
-        raises `RemoteError` (the caller's store-failure handling applies)."""
+        raises `RemoteError` (the caller's store-failure handling applies); a local write
+        that fails (disk full) is logged once and tried again on the next poll, while the
+        versions go on being mirrored and the coordinator keeps the rollout it has."""
+        try:
+            self._sync(client, found)
+        except OSError as exc:
+            if not self._failing:
+                log.warning("remote_rollout_copy_failed", model=self.model,
+                            path=str(self.path), error=str(exc))
+            self._failing = True
+        else:
+            self._failing = False
+
+    def _sync(self, client: Client, found: ObjectInfo | None) -> None:
         if found is None:
             if self._copied is None and not self.path.exists():
                 return
@@ -61,11 +76,16 @@ class RolloutCopy:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # `.incoming-…`: a leftover of a crash is deleted by the cache's `prepare()`
         tmp = self.path.with_name(f".incoming-rollout-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         fsync_dir(self.path.parent)
 
     def _changed(self) -> None:
